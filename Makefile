@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint fmt lock bench browser-deps clean up down
+.PHONY: install demo test lint fmt lock bench system-deps clean up down
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,12 +18,14 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)
 
-## Chromium for the UI test (Debian packages; Playwright's own browser download cannot work here).
-browser-deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
-	  echo "installing Debian chromium for browser tests"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
-	  || echo "WARNING: could not install chromium; browser tests will fail in CI"; \
+## Debian packages the tests drive for real: Chromium for the Dagster UI test (Playwright's own browser
+## download cannot work here) and docker-compose, which validates compose files client-side (no engine).
+SYSTEM_DEPS := /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver /usr/bin/docker-compose:docker-compose
+system-deps:
+	@missing=""; for pair in $(SYSTEM_DEPS); do [ -x "$${pair%%:*}" ] || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 lock:
@@ -38,7 +40,7 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: $(STAMP) browser-deps
+test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 
