@@ -1,0 +1,150 @@
+"""Run-failure and asset-check-failure alert sensors (both post through `AlertNotifierResource`).
+
+Why sensors and not hooks: a sensor sees every run of the code location, including runs that die
+before a hook could fire (OOM, lost ECS task), and a failed asset check does not fail its run at all.
+"""
+
+from __future__ import annotations
+
+import json
+
+from dagster import (
+    AssetCheckSeverity,
+    DagsterEvent,
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    SensorEvaluationContext,
+    SkipReason,
+    run_failure_sensor,
+    sensor,
+)
+from dagster._core.storage.asset_check_execution_record import (
+    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
+    AssetCheckExecutionRecord,
+    AssetCheckExecutionRecordStatus,
+)
+
+from edge_collector.alerting import Severity
+from factory_assets.alerting.resource import AlertNotifierResource
+
+MAX_STEP_ERRORS = 5
+CHECK_BATCH = 200
+
+
+@run_failure_sensor(
+    name="alert_on_run_failure",
+    description="Pages on-call (SNS / e-mail) when any run of this code location fails.",
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
+def run_failure_alert_sensor(context: RunFailureSensorContext, alert_notifier: AlertNotifierResource) -> None:
+    """One alert per failed run; the dedup key is the job, so a crash-looping schedule pages once per window."""
+    run = context.dagster_run
+    lines = [f"Run {run.run_id} of job {run.job_name} failed."]
+    if context.failure_event.message:
+        lines.append(f"Failure: {context.failure_event.message}")
+    for event in context.get_step_failure_events()[:MAX_STEP_ERRORS]:
+        lines.append(f"Step {event.step_key}: {_root_cause_line(event)}")
+    if url := alert_notifier.run_url(run.run_id):
+        lines.append(f"Details: {url}")
+    partition = run.tags.get("dagster/partition")
+    alert_notifier.notify(
+        f"Dagster run failed: {run.job_name}",
+        "\n".join(lines),
+        severity=Severity.CRITICAL,
+        dedup_key=f"dagster-run-failure:{run.job_name}",
+        details={
+            "run_id": run.run_id,
+            "job": run.job_name,
+            **({"partition": partition} if partition else {}),
+        },
+    )
+
+
+def _check_severity(severity: AssetCheckSeverity) -> Severity:
+    return Severity.CRITICAL if severity == AssetCheckSeverity.ERROR else Severity.WARNING
+
+
+def _root_cause_line(event: DagsterEvent) -> str:
+    """First line of the innermost error: the user's exception, not Dagster's wrapper."""
+    error = event.step_failure_data.error if event.step_failure_data else None
+    while error is not None and error.cause is not None:
+        error = error.cause
+    text = error.message.strip() if error and error.message else ""
+    return text.splitlines()[0] if text else "no message"
+
+
+def _alert_check_failure(
+    notifier: AlertNotifierResource, record: AssetCheckExecutionRecord, newer_failures: int
+) -> None:
+    evaluation = record.event.asset_check_evaluation if record.event else None
+    asset = record.key.asset_key.to_user_string()
+    check = record.key.name
+    severity = evaluation.severity if evaluation else AssetCheckSeverity.ERROR
+    body = [f"Asset check {check} on {asset} failed ({severity.value})."]
+    if newer_failures > 1:
+        body.append(f"{newer_failures} failed evaluations since the last sensor tick.")
+    if evaluation is not None:
+        if evaluation.description:
+            body.append(evaluation.description)
+        body += [f"{k}: {getattr(v, 'value', v)}" for k, v in sorted(evaluation.metadata.items())][:10]
+    if url := notifier.run_url(record.run_id):
+        body.append(f"Details: {url}")
+    notifier.notify(
+        f"Asset check failed: {asset} {check}",
+        "\n".join(body),
+        severity=_check_severity(severity),
+        dedup_key=f"dagster-check:{asset}:{check}",
+        details={
+            "asset": asset,
+            "check": check,
+            "run_id": record.run_id,
+            **({"partition": record.partition} if record.partition else {}),
+        },
+    )
+
+
+@sensor(
+    name="alert_on_asset_check_failure",
+    description="Alerts when an asset check evaluates to failed (ERROR checks page, WARN checks notify).",
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+)
+def asset_check_failure_alert_sensor(
+    context: SensorEvaluationContext, alert_notifier: AlertNotifierResource
+) -> SkipReason:
+    """Compare each check's newest completed execution with the cursor ({check: record id}).
+
+    Uses the asset-check execution index (one query for all checks, then history only for checks that
+    ran), which works on run-sharded SQLite and on Postgres alike. On the first evaluation the cursor is
+    set to what exists, so deploying the sensor does not page for history; a check added later alerts
+    from its first failure. PLANNED executions are not consumed: they are looked at again once complete.
+    """
+    repo = context.repository_def
+    if repo is None:
+        return SkipReason("no repository: asset checks unknown")
+    keys = sorted(repo.asset_graph.asset_check_keys, key=lambda k: k.to_user_string())
+    storage = context.instance.event_log_storage
+    first = context.cursor is None
+    seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    latest = storage.get_latest_asset_check_execution_by_key(keys)
+    alerted = 0
+    for key in keys:
+        name, rec = key.to_user_string(), latest.get(key)
+        if rec is None or rec.id <= seen.get(name, 0):
+            continue
+        history = storage.get_asset_check_execution_history(key, limit=CHECK_BATCH)
+        done = [
+            r
+            for r in history
+            if r.id > seen.get(name, 0) and r.status in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+        ]
+        if not done:
+            continue
+        failed = [r for r in done if r.status == AssetCheckExecutionRecordStatus.FAILED]
+        if failed and not first:
+            _alert_check_failure(alert_notifier, max(failed, key=lambda r: r.id), len(failed))
+            alerted += 1
+        seen[name] = max(r.id for r in done)
+    context.update_cursor(json.dumps(seen, sort_keys=True))
+    return SkipReason(f"{len(keys)} checks watched, {alerted} failed")
