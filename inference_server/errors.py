@@ -1,0 +1,151 @@
+"""The one place where errors become HTTP responses (bodies per the API contract).
+
+Why our own RequestValidationError handler: FastAPI's default echoes the offending input, which with
+NaN/Infinity cannot be JSON-encoded (allow_inf_nan=False) and crashes into a 500; ours names field and
+rule and never echoes the input.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+_HTTP_ERRORS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+class ApiError(Exception):
+    """Raised by handlers and dependencies; rendered by the handler below."""
+
+    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"{error}: {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = headers
+
+
+def request_id(request: Request) -> str:
+    """Per-request id (assigned once, reused by the decision log and every error body)."""
+    rid = getattr(request.state, "request_id", None)
+    if rid is None:
+        rid = uuid.uuid4().hex
+        request.state.request_id = rid
+    return rid
+
+
+def error_response(
+    request: Request, status: int, error: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": error, "fallback": "operator", "detail": detail, "request_id": request_id(request)}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    """[{field, rule, message}] without the rejected input (it may be NaN/Infinity or huge)."""
+    out = []
+    for err in exc.errors():
+        rule = str(err.get("type", "invalid"))
+        message = str(err.get("msg", "invalid value"))
+        field = _field(tuple(err.get("loc", ())))
+        if rule == "json_invalid":
+            loc = tuple(err.get("loc", ()))
+            pos = loc[1] if len(loc) > 1 else "?"
+            message = f"body is not valid JSON at char {pos} ({(err.get('ctx') or {}).get('error', 'decode error')})"
+            field = "body"
+        out.append({"field": field, "rule": rule, "message": message})
+    return out
+
+
+class BodyLimit:
+    """Pure ASGI middleware capping request bodies at ``max_body_bytes`` (413 with the contract body).
+
+    A declared Content-Length above the limit is refused before a byte is read; a body without one
+    (chunked) is counted as it streams and cut off with an HTTPException(413), which FastAPI re-raises
+    from body parsing and the handler below renders - the same body either way.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                declared = int(value) if value.isdigit() else -1
+                if declared < 0 or declared > limit:
+                    status = 413 if declared > limit else 400
+                    detail = (
+                        f"request body larger than {limit} bytes"
+                        if status == 413
+                        else "invalid Content-Length"
+                    )
+                    await error_response(Request(scope), status, _HTTP_ERRORS[status], detail)(
+                        scope, receive, send
+                    )
+                    return
+                break
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise HTTPException(413, f"request body larger than {limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def install_handlers(app: FastAPI, max_body_bytes: int) -> None:
+    """Register every error handler of the app (and nowhere else), plus the declared-size guard."""
+    app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        body = {"error": "validation_error", "fallback": "operator", "errors": validation_errors(exc)}
+        return JSONResponse(body, status_code=422, headers={"X-Request-ID": request_id(request)})
+
+    @app.exception_handler(ApiError)
+    async def _api(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(request, exc.status, exc.error, exc.detail, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = _HTTP_ERRORS.get(exc.status_code, "http_error")
+        return error_response(request, exc.status_code, error, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"fields": {"request_id": request_id(request)}})
+        return error_response(request, 500, "internal_error", "unexpected server error; operator decides")

@@ -1,0 +1,147 @@
+"""Constrained search for the best machine setting of one lot, scored by the forward models.
+
+Why this shape: a request must finish in well under a millisecond or two, so the candidate set is
+bounded (MAX_CANDIDATES) and scored in ONE vectorized predict call per forward model. Candidates come
+from three model-free sources learned at training time: an outcome-weighted "best operators' policy"
+prior (a quadratic map lot -> setting) with a lattice around it, the settings used for the most similar
+historical lots, and a coarse global grid. Feasible = inside the hard safety limits, predicted fault
+risk under the threshold, and inside the support of history (nearest-neighbour distance of the
+candidate (lot, setting) to historical rows, in normalized space, under a threshold), so the model is
+never asked to extrapolate into settings nobody ever tried. The support distance is measured to the
+SUPPORT_NEIGHBOURS rows whose lots are closest (an upper bound of the true nearest-neighbour distance,
+so the approximation can only refuse, never admit, a point).
+
+Choice: tree ensembles are piecewise constant and noisy near the optimum, so the raw argmax chases
+noise. Among feasible candidates whose predicted expected quality is within ``indifference_margin`` of
+the best, the one closest to the prior wins (a trust region around what worked in history); the model
+moves the setting only when it predicts a clear gain, and vetoes risky or unsupported settings.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+from scipy.spatial import cKDTree
+
+from inference_server.features import FEATURES, LOT_FEATURES, PARAM_BOUNDS, PARAM_FEATURES
+
+MAX_CANDIDATES = 512
+LATTICE_STEPS = (-1.5, 0.0, 1.5)  # in units of the prior's residual std, per parameter
+GRID_POINTS = 4  # coarse global grid: GRID_POINTS**3 settings over the historical parameter range
+NEIGHBOURS = 24  # settings of the most similar historical lots become candidates
+SUPPORT_NEIGHBOURS = 96  # support distance is measured to the rows of the most similar historical lots
+N_LOT = len(LOT_FEATURES)
+
+
+class NoFeasibleSetting(Exception):
+    """No candidate satisfies the constraints (lot far outside history): the operator decides."""
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """Best feasible setting and what the forward models predict for it."""
+
+    parameters: dict[str, float]
+    predicted_quality: float  # expected QA score (no-fault quality x (1 - fault risk))
+    predicted_fault_risk: float
+    candidates: int
+    feasible: int
+
+
+def lot_design(lots: np.ndarray) -> np.ndarray:
+    """Quadratic design matrix of centred lot figures (n x 15) used by the prior policy."""
+    m = lots[:, 0] - 6.0
+    h = (lots[:, 1] - 65.0) / 10.0
+    d = (lots[:, 2] - 1.30) / 0.10
+    i = lots[:, 3]
+    cols = [np.ones_like(m), m, h, d, i, m * m, h * h, d * d, i * i, m * h, m * d, m * i, h * d, h * i, d * i]
+    return np.column_stack(cols)
+
+
+class Recommender:
+    """Immutable search state built from a verified artefact (boosters + metadata)."""
+
+    def __init__(self, quality: xgb.Booster, fault: xgb.Booster, meta: dict[str, Any]) -> None:
+        search = meta["search"]
+        self.quality = quality
+        self.fault = fault
+        self.meta = meta
+        self.mean = np.asarray(search["feature_mean"], dtype=np.float64)
+        self.scale = np.asarray(search["feature_scale"], dtype=np.float64)
+        support = np.asarray(search["support"], dtype=np.float64)
+        if support.ndim != 2 or support.shape[1] != len(FEATURES) or len(support) == 0:
+            raise ValueError(
+                f"search.support: expected an n x {len(FEATURES)} array, got shape {support.shape}"
+            )
+        norm = (support - self.mean) / self.scale
+        self.support_norm = norm
+        self.support_sq = (norm * norm).sum(axis=1)
+        self.lot_tree = cKDTree(norm[:, :N_LOT])
+        self.support_params = support[:, N_LOT:]
+        self.support_threshold = float(search["support_threshold"])
+        self.fault_threshold = float(search["fault_risk_threshold"])
+        self.margin = float(search["indifference_margin"])
+        self.prior_coef = np.asarray(search["prior_coef"], dtype=np.float64)
+        self.prior_std = np.asarray(search["prior_resid_std"], dtype=np.float64)
+        lo = np.array([search["param_ranges"][p][0] for p in PARAM_FEATURES])
+        hi = np.array([search["param_ranges"][p][1] for p in PARAM_FEATURES])
+        self.safe_lo = np.array([PARAM_BOUNDS[p][0] for p in PARAM_FEATURES])
+        self.safe_hi = np.array([PARAM_BOUNDS[p][1] for p in PARAM_FEATURES])
+        self.lattice = np.array(list(itertools.product(LATTICE_STEPS, repeat=3))) * self.prior_std
+        axes = [np.linspace(lo[k], hi[k], GRID_POINTS) for k in range(3)]
+        self.grid = np.array(list(itertools.product(*axes)))
+        self.k_neighbours = min(NEIGHBOURS, len(support))
+        self.k_support = min(SUPPORT_NEIGHBOURS, len(support))
+        total = 1 + len(self.lattice) + len(self.grid) + self.k_neighbours
+        if total > MAX_CANDIDATES:
+            raise ValueError(f"candidate set {total} exceeds MAX_CANDIDATES {MAX_CANDIDATES}")
+        for booster in (quality, fault):
+            booster.set_param({"nthread": 1})  # one request = one core; concurrency comes from requests
+
+    def prior(self, lot: np.ndarray) -> np.ndarray:
+        """The prior policy's setting for one lot (before the forward models are consulted)."""
+        return (lot_design(lot[None, :]) @ self.prior_coef)[0]
+
+    def candidates(self, lot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bounded candidate settings (k x 3, row 0 = the prior) clipped to the safety limits, and the
+        indices of the support rows of the most similar lots."""
+        centre = self.prior(lot)
+        _, idx = self.lot_tree.query((lot - self.mean[:N_LOT]) / self.scale[:N_LOT], k=self.k_support)
+        idx = np.atleast_1d(idx)
+        neighbours = self.support_params[idx[: self.k_neighbours]]
+        cands = np.vstack([centre[None, :], centre + self.lattice, neighbours, self.grid])
+        return np.clip(cands, self.safe_lo, self.safe_hi), idx
+
+    def score(self, x: np.ndarray, near: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(no-fault quality, fault risk, support distance) for rows of (lot, setting): one predict each."""
+        q = self.quality.inplace_predict(x, validate_features=False)
+        r = self.fault.inplace_predict(x, validate_features=False)
+        a = (x - self.mean) / self.scale
+        b = self.support_norm[near]
+        d2 = (a * a).sum(axis=1)[:, None] + self.support_sq[near][None, :] - 2.0 * (a @ b.T)
+        dist = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+        return np.asarray(q, dtype=np.float64), np.asarray(r, dtype=np.float64), dist
+
+    def recommend(self, lot_values: tuple[float, float, float, float]) -> Recommendation:
+        """Best feasible setting for a lot (moisture, hardness, density, impurity)."""
+        lot = np.asarray(lot_values, dtype=np.float64)
+        cands, near = self.candidates(lot)
+        x = np.hstack([np.broadcast_to(lot, (len(cands), N_LOT)), cands]).astype(np.float32)
+        q, r, dist = self.score(x, near)
+        feasible = (r < self.fault_threshold) & (dist <= self.support_threshold)
+        n_feasible = int(feasible.sum())
+        if n_feasible == 0:
+            raise NoFeasibleSetting(
+                f"none of {len(cands)} candidate settings is inside the support of history with fault risk "
+                f"< {self.fault_threshold}"
+            )
+        expected = np.where(feasible, q * (1.0 - r), -np.inf)
+        good = np.flatnonzero(expected >= expected.max() - self.margin)
+        away = (((cands[good] - cands[0]) / self.prior_std) ** 2).sum(axis=1)
+        best = int(good[np.argmin(away)])
+        params = {name: round(float(cands[best, k]), 3) for k, name in enumerate(PARAM_FEATURES)}
+        return Recommendation(params, float(expected[best]), float(r[best]), len(cands), n_feasible)

@@ -1,0 +1,456 @@
+"""The inference API over real HTTP: a real uvicorn on 127.0.0.1 (in a thread, or as a process).
+
+Covers the contract's status codes and bodies, readiness, the server-side deadline, hot swap under
+concurrent load, starting with the cloud unreachable, tampered models, and decision shipping to S3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from edge_collector.store import LocalDirStore, S3Store
+from inference_server import registry, trainer
+from inference_server.app import create_app
+from inference_server.lifecycle import ModelCache
+from inference_server.settings import Settings, load_settings
+from inference_server.simdata import productions_frame
+from inference_server.testing import (
+    ADMIN_KEY,
+    API_KEY,
+    auth,
+    client,
+    lot_body,
+    serve_in_thread,
+    trained,
+    wait_until,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def files_v1() -> dict[str, bytes]:
+    return registry.serialize(trained(7.0), 1)
+
+
+@pytest.fixture(scope="module")
+def files_v2() -> dict[str, bytes]:
+    model = trainer.train(productions_frame(4.0, start_day=20.0), quality_rounds=40, fault_rounds=40)
+    return registry.serialize(model, 2)
+
+
+def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "api_keys": [API_KEY],
+        "admin_keys": [ADMIN_KEY],
+        "cache_dir": tmp_path / "cache",
+        "spool_dir": tmp_path / "spool",
+        "poll_interval_s": 0.1,
+        "ship_interval_s": 0.1,
+        "segment_max_age_s": 0.2,
+    }
+    return load_settings({}, **{**base, **overrides})
+
+
+def put_version(store: Any, files: dict[str, bytes]) -> str:
+    version = json.loads(files[registry.META_FILE])["version"]
+    for name in (*registry.MODEL_FILES, registry.META_FILE):
+        store.put(registry.version_key(version, name), files[name])
+    return version
+
+
+def cache_model(cache_dir: Path, files: dict[str, bytes]) -> None:
+    ModelCache(cache_dir).store(files, registry.verify(files))
+
+
+def closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+# ------------------------------------------------------------------------------------------- contract
+
+
+@pytest.fixture
+def served(tmp_path: Path, files_v1: dict[str, bytes]) -> Any:
+    cache_model(tmp_path / "cache", files_v1)
+    app = create_app(settings_for(tmp_path))
+    with serve_in_thread(app) as url, client(url) as c:
+        yield app, c
+
+
+def test_recommendation_contract(served: Any) -> None:
+    _, c = served
+    r = c.post("/v1/recommendations", json={**lot_body(), "lot_id": "L1-7"}, headers=auth())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"request_id", "line_id", "model_version", "model_version_number", "parameters",
+                         "predicted_quality", "predicted_fault_risk", "latency_ms"}  # fmt: skip
+    assert body["line_id"] == "L1" and body["model_version_number"] == 1
+    assert set(body["parameters"]) == {"temperature", "feed_rate", "pressure"}
+    assert r.headers["x-request-id"] == body["request_id"]
+    assert c.get("/health/live").json() == {"status": "live"}
+    assert c.get("/health/ready").json()["model_version"] == body["model_version"]
+    metrics = c.get("/metrics").text
+    assert 'inference_latency_seconds_bucket{le="0.00025"}' in metrics
+    assert 'inference_requests_total{outcome="ok"} 1.0' in metrics
+    assert (
+        c.get("/docs").status_code == 200 and "/v1/recommendations" in c.get("/openapi.json").json()["paths"]
+    )
+
+
+def test_missing_or_wrong_key_is_401(served: Any) -> None:
+    _, c = served
+    for headers in ({}, auth("wrong-key-0123456789"), {"Authorization": f"Basic {API_KEY}"}, auth(ADMIN_KEY)):
+        r = c.post("/v1/recommendations", json=lot_body(), headers=headers)
+        assert r.status_code == 401, headers
+        assert r.json()["error"] == "unauthorized" and r.json()["fallback"] == "operator"
+        assert r.headers["www-authenticate"] == "Bearer"
+    assert c.post("/admin/reload", headers=auth(API_KEY)).status_code == 401  # API key is not admin
+    assert c.post("/admin/reload", headers=auth(ADMIN_KEY)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "rule"),
+    [
+        (
+            b'{"line_id":"L1","lot":{"moisture":NaN,"hardness":65,"density":1.3,"impurity":0.5}}',
+            "lot.moisture",
+            "finite_number",
+        ),
+        (
+            b'{"line_id":"L1","lot":{"moisture":6,"hardness":Infinity,"density":1.3,"impurity":0.5}}',
+            "lot.hardness",
+            "finite_number",
+        ),
+        (
+            b'{"line_id":"L1","lot":{"moisture":6,"hardness":65,"density":-1e999,"impurity":0.5}}',
+            "lot.density",
+            "finite_number",
+        ),
+        (
+            b'{"line_id":"L1","lot":{"moisture":6,"hardness":65,"density":9.0,"impurity":0.5}}',
+            "lot.density",
+            "less_than_equal",
+        ),
+        (
+            b'{"line_id":"L1","lot":{"moisture":-1,"hardness":65,"density":1.3,"impurity":0.5}}',
+            "lot.moisture",
+            "greater_than_equal",
+        ),
+        (b'{"line_id":"L1","lot":{"moisture":6,"hardness":65,"density":1.3}}', "lot.impurity", "missing"),
+        (
+            b'{"line_id":"L1","lot":{"moisture":6,"hardness":65,"density":1.3,"impurity":0.5,"x":1}}',
+            "lot.x",
+            "extra_forbidden",
+        ),
+        (
+            b'{"line_id":"L1","lot":{"moisture":"6","hardness":65,"density":1.3,"impurity":0.5}}',
+            "lot.moisture",
+            "float_type",
+        ),
+        (
+            b'{"line_id":"L1","lot":{"moisture":true,"hardness":65,"density":1.3,"impurity":0.5}}',
+            "lot.moisture",
+            "float_type",
+        ),
+        (
+            b'{"line_id":7,"lot":{"moisture":6,"hardness":65,"density":1.3,"impurity":0.5}}',
+            "line_id",
+            "string_type",
+        ),
+        (
+            b'{"line_id":"L/1","lot":{"moisture":6,"hardness":65,"density":1.3,"impurity":0.5}}',
+            "line_id",
+            "string_pattern_mismatch",
+        ),
+        (
+            b'{"line_id":"L1","lot":{"moisture":6,"hardness":65,"density":1.3,"impurity":0.5},"extra":1}',
+            "extra",
+            "extra_forbidden",
+        ),
+        (b'{"line_id":"L1",', "body", "json_invalid"),
+        (b"[]", "body", "model_attributes_type"),
+    ],
+)
+def test_validation_errors_name_field_and_rule(served: Any, raw: bytes, field: str, rule: str) -> None:
+    _, c = served
+    r = c.post("/v1/recommendations", content=raw, headers={**auth(), "content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["error"] == "validation_error" and body["fallback"] == "operator"
+    assert {"field": field, "rule": rule} in [
+        {"field": e["field"], "rule": e["rule"]} for e in body["errors"]
+    ], body
+
+
+def test_body_too_large_is_413(served: Any) -> None:
+    _, c = served
+    big = json.dumps({**lot_body(), "lot_id": "x" * 10_000}).encode()
+    r = c.post("/v1/recommendations", content=big, headers={**auth(), "content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+
+    def chunks() -> Any:  # no Content-Length: counted while streaming
+        yield b'{"line_id":"L1","lot":{'
+        for _ in range(100):
+            yield b" " * 100
+        yield b"}}"
+
+    r = c.post(
+        "/v1/recommendations", content=chunks(), headers={**auth(), "content-type": "application/json"}
+    )
+    assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+
+
+class SlowRecommender:
+    """Wraps a real recommender and sleeps first: an injected slow model."""
+
+    def __init__(self, inner: Any, delay_s: float) -> None:
+        self.inner = inner
+        self.delay_s = delay_s
+
+    def recommend(self, lot: Any) -> Any:
+        time.sleep(self.delay_s)
+        return self.inner.recommend(lot)
+
+
+def test_deadline_exceeded_returns_fallback(tmp_path: Path, files_v1: dict[str, bytes]) -> None:
+    cache_model(tmp_path / "cache", files_v1)
+    app = create_app(settings_for(tmp_path, deadline_s=0.05))
+    with serve_in_thread(app) as url, client(url) as c:
+        manager = app.state.manager
+        manager.current = dataclasses.replace(
+            manager.current, recommender=SlowRecommender(manager.current.recommender, 0.5)
+        )
+        r = c.post("/v1/recommendations", json=lot_body(), headers=auth())
+        assert r.status_code == 503
+        body = r.json()
+        assert body["error"] == "deadline_exceeded" and body["fallback"] == "operator" and body["request_id"]
+
+
+# ------------------------------------------------------------------------------------ model lifecycle
+
+
+def test_not_ready_without_model(tmp_path: Path) -> None:
+    app = create_app(settings_for(tmp_path))  # no cache, no store
+    with serve_in_thread(app) as url, client(url) as c:
+        assert c.get("/health/live").status_code == 200
+        ready = c.get("/health/ready")
+        assert ready.status_code == 503 and ready.json()["error"] == "model_unavailable"
+        r = c.post("/v1/recommendations", json=lot_body(), headers=auth())
+        assert r.status_code == 503
+        assert r.json()["error"] == "model_unavailable" and r.json()["fallback"] == "operator"
+
+
+def test_tampered_cache_is_refused(
+    tmp_path: Path, files_v1: dict[str, bytes], files_v2: dict[str, bytes]
+) -> None:
+    cache_model(tmp_path / "cache", files_v1)
+    cache_model(tmp_path / "cache", files_v2)  # current = v2
+    v2 = json.loads(files_v2[registry.META_FILE])["version"]
+    path = tmp_path / "cache" / "versions" / v2 / registry.FAULT_FILE
+    blob = bytearray(path.read_bytes())
+    blob[100] ^= 0x10
+    path.write_bytes(bytes(blob))
+    app = create_app(settings_for(tmp_path))
+    with serve_in_thread(app) as url, client(url) as c:
+        ready = c.get("/health/ready").json()
+        assert ready["model_version_number"] == 1  # fell back to the last good cached version
+        assert 'inference_model_swap_failures_total{reason="cache_verify"} 1.0' in c.get("/metrics").text
+
+
+def test_hot_swap_under_concurrent_load(
+    tmp_path: Path, files_v1: dict[str, bytes], files_v2: dict[str, bytes]
+) -> None:
+    store = LocalDirStore(tmp_path / "store")
+    v1 = put_version(store, files_v1)
+    v2 = put_version(store, files_v2)
+    registry.promote(store, v1)
+    app = create_app(settings_for(tmp_path, store_url=str(tmp_path / "store")))
+    with serve_in_thread(app) as url:
+        with client(url) as c:
+            assert wait_until(lambda: c.get("/health/ready").status_code == 200)
+        stop = threading.Event()
+        results: list[tuple[int, str | None]] = []
+        lock = threading.Lock()
+
+        def hammer(i: int) -> None:
+            with client(url) as c:
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    try:
+                        r = c.post(
+                            "/v1/recommendations", json=lot_body(moisture=4 + (n % 50) * 0.1), headers=auth()
+                        )
+                        item = (r.status_code, r.json().get("model_version"))
+                    except httpx.HTTPError as exc:
+                        item = (0, repr(exc))
+                    with lock:
+                        results.append(item)
+
+        threads = [threading.Thread(target=hammer, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        try:
+            assert wait_until(lambda: len(results) > 20)
+            registry.promote(store, v2)  # the poller picks it up and swaps while requests run
+            assert wait_until(lambda: any(v == v2 for _, v in results[-20:]))
+            # A tampered version promoted behind the registry's back is refused; v2 keeps serving.
+            files_v3 = registry.serialize(trained(7.0), 3)
+            bad = bytearray(files_v3[registry.QUALITY_FILE])
+            bad[50] ^= 0x01
+            v3 = put_version(store, {**files_v3, registry.QUALITY_FILE: bytes(bad)})
+            store.put(
+                registry.POINTER_KEY,
+                json.dumps({"version": v3, "version_number": 3, "history": [v2]}).encode(),
+            )
+            with client(url) as c:
+                assert wait_until(lambda: 'reason="verify"} 1.0' in c.get("/metrics").text)
+            n_before = len(results)
+            assert wait_until(lambda: len(results) > n_before + 20)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+    failures = [r for r in results if r[0] != 200]
+    assert failures == []
+    assert {v for _, v in results} == {v1, v2}
+    assert results[-1][1] == v2
+
+
+def test_decisions_shipped_to_s3(
+    tmp_path: Path, moto_server: str, s3_bucket: str, files_v1: dict[str, bytes]
+) -> None:
+    store = S3Store(s3_bucket, endpoint_url=moto_server)
+    registry.promote(store, put_version(store, files_v1))
+    settings = settings_for(
+        tmp_path, store_url=f"s3://{s3_bucket}", store_endpoint_url=moto_server, instance_id="t1"
+    )
+    app = create_app(settings)
+    ids = []
+    with serve_in_thread(app) as url, client(url) as c:
+        assert wait_until(lambda: c.get("/health/ready").status_code == 200)
+        for i in range(30):
+            body = lot_body(moisture=5 + i * 0.05, line="L2" if i % 3 == 0 else "L1")
+            ids.append(c.post("/v1/recommendations", json=body, headers=auth()).json()["request_id"])
+
+        def shipped() -> list[dict[str, Any]]:
+            keys = list(store.list("decisions/"))
+            return [json.loads(line) for k in keys for line in store.get(k).splitlines()]
+
+        assert wait_until(lambda: len(shipped()) == 30)
+    records = shipped()
+    assert sorted(r["request_id"] for r in records) == sorted(ids)
+    keys = list(store.list("decisions/"))
+    assert all(
+        k.startswith(("decisions/line=L1/date=", "decisions/line=L2/date=")) and "/t1-" in k for k in keys
+    )
+    assert all(r["model_version_number"] == 1 and r["status"] == 200 for r in records)
+    assert list((tmp_path / "spool" / "closed").iterdir()) == []  # deleted only after the store confirmed
+
+
+def test_admin_promote_over_http(
+    tmp_path: Path, files_v1: dict[str, bytes], files_v2: dict[str, bytes]
+) -> None:
+    store = LocalDirStore(tmp_path / "store")
+    v1 = put_version(store, files_v1)
+    v2 = put_version(store, files_v2)
+    registry.promote(store, v1)
+    app = create_app(settings_for(tmp_path, store_url=str(tmp_path / "store"), poll_interval_s=3600))
+    with serve_in_thread(app) as url, client(url) as c:
+        assert wait_until(lambda: c.get("/health/ready").status_code == 200)
+        assert c.post("/admin/promote", json={"version": v2}, headers=auth(API_KEY)).status_code == 401
+        r = c.post("/admin/promote", json={"version": v2}, headers=auth(ADMIN_KEY))
+        assert r.status_code == 200 and r.json()["model_version"] == v2
+        missing = c.post("/admin/promote", json={"version": "v00009-0123456789ab"}, headers=auth(ADMIN_KEY))
+        assert missing.status_code == 404
+    assert registry.read_pointer(store)["version"] == v2
+
+
+# ----------------------------------------------------------------------------- real process, no cloud
+
+
+def _spawn(tmp_path: Path, port: int, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "INFERENCE_API_KEYS": API_KEY,
+        "INFERENCE_ADMIN_KEYS": ADMIN_KEY,
+        "INFERENCE_CACHE_DIR": str(tmp_path / "cache"),
+        "INFERENCE_SPOOL_DIR": str(tmp_path / "spool"),
+        "INFERENCE_POLL_INTERVAL_S": "0.2",
+        "INFERENCE_SHIP_INTERVAL_S": "0.2",
+        "INFERENCE_SEGMENT_MAX_AGE_S": "0.2",
+        "INFERENCE_STORE_CONNECT_TIMEOUT_S": "0.5",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        **extra_env,
+    }
+    cmd = [sys.executable, "-m", "inference_server.cli", "serve", "--port", str(port)]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_process_starts_with_s3_unreachable(tmp_path: Path, files_v1: dict[str, bytes], cached: bool) -> None:
+    if cached:
+        cache_model(tmp_path / "cache", files_v1)
+    port = closed_port()
+    dead_s3 = f"http://127.0.0.1:{closed_port()}"
+    proc = _spawn(
+        tmp_path, port, {"INFERENCE_STORE_URL": "s3://models", "INFERENCE_STORE_ENDPOINT_URL": dead_s3}
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with client(base) as c:
+
+            def live() -> bool:
+                try:
+                    return c.get("/health/live").status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            assert wait_until(live, timeout_s=60), (
+                proc.stderr.read1().decode() if proc.poll() is not None else ""
+            )
+            r = c.post("/v1/recommendations", json=lot_body(), headers=auth())
+            ready = c.get("/health/ready")
+            if cached:
+                assert ready.status_code == 200 and r.status_code == 200, r.text
+                assert r.json()["model_version_number"] == 1
+                assert wait_until(lambda: "inference_pointer_poll_errors_total" in c.get("/metrics").text)
+            else:
+                assert ready.status_code == 503 and ready.json()["error"] == "model_unavailable"
+                assert r.status_code == 503 and r.json()["error"] == "model_unavailable"
+                assert r.json()["fallback"] == "operator"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) in (
+            0,
+            -signal.SIGTERM,
+        )  # uvicorn re-raises the signal after a clean shutdown
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # Nothing was lost while the cloud was away: the decision waits in the local spool.
+    spooled = [
+        json.loads(line)
+        for p in (tmp_path / "spool" / "closed").iterdir()
+        for line in p.read_text().splitlines()
+    ]
+    assert len(spooled) == 1 and spooled[0]["status"] == (200 if cached else 503)
