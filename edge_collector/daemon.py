@@ -1,0 +1,218 @@
+"""The collector daemon: wires spool, cursors, ledger, budget, pollers, uploader and metrics.
+
+Why one place: start-up order matters (cursors derived from the spool before any read; backlog
+upload starts before the sensor is reachable) and so does shutdown (SIGTERM: in-flight spool writes
+finish, cursors persisted, exit 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import re
+import signal
+from collections.abc import Callable
+
+from edge_collector.budget import DiskBudget
+from edge_collector.config import CollectorConfig
+from edge_collector.cursors import CursorStore
+from edge_collector.ledger import GapLedger
+from edge_collector.metrics import CollectorMetrics
+from edge_collector.poller import RETRYABLE, GroupPoller, PollContext
+from edge_collector.protocol import ChannelInfo
+from edge_collector.sensor_client import SensorClient
+from edge_collector.spool import Spool
+from edge_collector.store import ObjectStore, open_store
+from edge_collector.uploader import Uploader
+
+log = logging.getLogger("edge_collector.daemon")
+_LINE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")  # rawformat's key-safe name rule
+
+
+class StartupError(RuntimeError):
+    """The collector cannot start safely (e.g. the spool belongs to another line)."""
+
+
+def open_configured_store(cfg: CollectorConfig) -> ObjectStore:
+    """The object store named by ``store_url`` with the S3 settings of the config."""
+    if cfg.store_url.startswith("s3://"):
+        return open_store(
+            cfg.store_url,
+            endpoint_url=cfg.s3_endpoint_url or None,
+            region=cfg.s3_region,
+            checksum=cfg.s3_checksum,
+            max_attempts=cfg.s3_max_attempts,
+        )
+    return open_store(cfg.store_url)
+
+
+def make_groups(channels: list[ChannelInfo], size: int) -> list[tuple[str, list[ChannelInfo]]]:
+    """Stable channel groups (sorted by id, ``size`` per group): group names go into object keys."""
+    ordered = sorted(channels, key=lambda c: c.id)
+    return [(f"g{i // size:02d}", ordered[i : i + size]) for i in range(0, len(ordered), size)]
+
+
+class Collector:
+    """One collector instance; ``run`` returns the process exit code."""
+
+    def __init__(
+        self,
+        cfg: CollectorConfig,
+        store: ObjectStore | None = None,
+        fsync: Callable[[int], None] = os.fsync,
+        metrics: CollectorMetrics | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.metrics = metrics or CollectorMetrics()
+        self.spool = Spool(cfg.spool_path, fsync=fsync)
+        self.cursors = CursorStore(cfg.spool_path)
+        self.cursors.load_with_spool(self.spool)
+        self.cursors.persist()
+        self.store = store if store is not None else open_configured_store(cfg)
+        self.ledger = GapLedger(self.spool, self.metrics)
+        self.budget = DiskBudget(self.spool, cfg.spool_max_bytes, cfg.spool_warn_ratio, self.metrics)
+        self.uploader = Uploader(
+            self.spool,
+            self.store,
+            self.metrics,
+            concurrency=cfg.upload_concurrency,
+            retry_initial_s=cfg.upload_retry_initial_s,
+            retry_max_s=cfg.upload_retry_max_s,
+        )
+        self.pollers: list[GroupPoller] = []
+        self.metrics_port: int | None = None
+        self.line: str | None = self.cursors.line
+
+    async def _discover(self, stop: asyncio.Event) -> tuple[str, list[ChannelInfo]] | None:
+        """Sensor line name and channel list, retried with backoff + jitter until reachable."""
+        delay = self.cfg.reconnect_initial_s
+        while not stop.is_set():
+            client = SensorClient(
+                self.cfg.sensor_host,
+                self.cfg.sensor_port,
+                timeout=self.cfg.request_timeout_s,
+                connect_timeout=self.cfg.request_timeout_s,
+            )
+            try:
+                await client.connect()
+                status = await client.status()
+                channels = await client.list_channels()
+                return status.line, channels
+            except RETRYABLE as exc:
+                log.warning(
+                    "sensor unreachable; retrying",
+                    extra={
+                        "fields": {
+                            "event": "sensor_unreachable",
+                            "error": str(exc)[:300],
+                            "retry_in_s": delay,
+                        }
+                    },
+                )
+            finally:
+                await client.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.cfg.reconnect_max_s)
+        return None
+
+    async def run(self, stop: asyncio.Event | None = None, install_signals: bool = True) -> int:
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+        if self.cfg.metrics_port >= 0:
+            self.metrics_port = self.metrics.serve(self.cfg.metrics_host, self.cfg.metrics_port)
+        log.info(
+            "collector starting",
+            extra={
+                "fields": {
+                    "event": "start",
+                    "spool_dir": self.cfg.spool_dir,
+                    "backlog_files": self.spool.file_count,
+                    "backlog_bytes": self.spool.total_bytes,
+                    "cursors": len(self.cursors.snapshot()),
+                    "metrics_port": self.metrics_port,
+                }
+            },
+        )
+        self.uploader.release_all_existing()
+        upload_task = asyncio.create_task(self.uploader.run(stop), name="uploader")
+        poll_tasks: list[asyncio.Task[None]] = []
+        try:
+            found = await self._discover(stop)
+            if found is not None:
+                line, channels = found
+                if self.line is not None and self.line != line:
+                    raise StartupError(
+                        f"spool_dir {self.cfg.spool_dir} holds cursors of line {self.line!r} but the "
+                        f"sensor reports line {line!r}; use a separate spool_dir per line"
+                    )
+                if not _LINE_RE.fullmatch(line):
+                    raise StartupError(
+                        f"sensor reports line {line!r}, which cannot be used in object keys "
+                        "(1-64 chars of [A-Za-z0-9-], starting alphanumeric)"
+                    )
+                self.line = self.cursors.line = line
+                ctx = PollContext(
+                    host=self.cfg.sensor_host,
+                    port=self.cfg.sensor_port,
+                    line=line,
+                    spool=self.spool,
+                    cursors=self.cursors,
+                    ledger=self.ledger,
+                    budget=self.budget,
+                    metrics=self.metrics,
+                    semaphore=asyncio.Semaphore(self.cfg.max_concurrent_polls),
+                    release=self.uploader.release,
+                    poll_interval_s=self.cfg.poll_interval_s,
+                    request_timeout_s=self.cfg.request_timeout_s,
+                    max_samples=self.cfg.max_samples,
+                    reconnect_initial_s=self.cfg.reconnect_initial_s,
+                    reconnect_max_s=self.cfg.reconnect_max_s,
+                )
+                self.pollers = [
+                    GroupPoller(n, chs, ctx) for n, chs in make_groups(channels, self.cfg.group_size)
+                ]
+                log.info(
+                    "polling",
+                    extra={"fields": {"event": "polling", "line": line, "channels": len(channels),
+                                      "groups": len(self.pollers)}},
+                )  # fmt: skip
+                poll_tasks = [asyncio.create_task(p.run(stop), name=f"poll-{p.name}") for p in self.pollers]
+                # A poller only ends early on a fatal error (e.g. SpoolWriteError): stop everything.
+                stopper = asyncio.create_task(stop.wait())
+                done, _ = await asyncio.wait([*poll_tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                for task in done:
+                    if task is not stopper and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+            return 0
+        finally:
+            stop.set()
+            await self._stop_pollers(poll_tasks)
+            await asyncio.to_thread(self.cursors.persist)
+            with contextlib.suppress(asyncio.CancelledError):
+                await upload_task
+            self.metrics.close()
+            log.info(
+                "collector stopped",
+                extra={"fields": {"event": "stop", "backlog_files": self.spool.file_count,
+                                  "backlog_bytes": self.spool.total_bytes}},
+            )  # fmt: skip
+
+    async def _stop_pollers(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Let pollers leave at a safe point; interrupt reads, never a spool commit (runs in a thread)."""
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=min(1.0, self.cfg.shutdown_timeout_s))
+        for task in pending:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for res in results:
+            if isinstance(res, BaseException) and not isinstance(res, asyncio.CancelledError):
+                log.error("poller ended with error", extra={"fields": {"error": repr(res)}})
