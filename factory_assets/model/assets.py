@@ -1,0 +1,237 @@
+"""`quality_model`: the quarterly XGBoost quality/fault model, trained, evaluated, published, registered.
+
+Why the asset only glues: what a model is (features, training, held-out replay) lives in
+inference_server.trainer and how it is stored and promoted in inference_server.registry, next to the code
+that serves it. This asset picks the quarter's complete line-days (daily aggregates), reads their
+production tables (Parquet via polars from the object store resource), trains, evaluates on the held-out
+tail, publishes with "promote only if not worse than serving on the same held-out rows", and registers the
+decision in the warehouse. A rejected version stays in models/versions/ and in model_versions, with why.
+"""
+
+import datetime as dt
+import time
+from typing import Any
+
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    AssetKey,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    MultiToSingleDimensionPartitionMapping,
+    asset,
+)
+from pydantic import Field
+
+from factory_assets.aggregates.assets import AGGREGATES_KEY
+from factory_assets.aggregates.tables import DAILY_LINE_AGGREGATES, DAILY_SET_BY_BREAKDOWN
+from factory_assets.model import report
+from factory_assets.model.data import (
+    TrainingSet,
+    best_baseline,
+    holdout_baselines,
+    load_training_set,
+    restore_quality,
+    shuffle_quality,
+    window_baselines,
+    window_bounds,
+)
+from factory_assets.model.partitions import QUARTERLY_PARTITIONS
+from factory_assets.model.registration import json_safe, register_version
+from factory_assets.production.assets import PRODUCTIONS_KEY
+from factory_assets.resources.object_store import ObjectStoreResource
+from factory_assets.resources.warehouse import WarehouseResource
+from inference_server.registry import POINTER_KEY, VERSIONS_PREFIX, PublishResult, publish, read_pointer
+from inference_server.trainer import TrainedModel, TrainingDataError, evaluate, train
+
+QUALITY_MODEL_KEY = AssetKey(["model", "quality_model"])
+# A quarter depends on every (line, day) of its days: the date dimension mapped by time window.
+QUARTER_TO_LINE_DAYS = MultiToSingleDimensionPartitionMapping(partition_dimension_name="date")
+
+
+class QualityModelConfig(Config):
+    window_days: int | None = Field(
+        default=None, description="Train on the trailing N days of the quarter (default: the whole quarter)"
+    )
+    holdout_fraction: float = Field(default=0.2, description="Latest fraction of productions held out")
+    quality_rounds: int = Field(default=150, description="Boosting rounds of the quality regressor")
+    fault_rounds: int = Field(default=150, description="Boosting rounds of the fault classifier")
+    seed: int = Field(default=0, description="Training seed (same data + seed = same version)")
+    promote_if_not_worse: bool = Field(default=True, description="False: publish without promoting")
+    promotion_tolerance: float = Field(
+        default=0.02, description="Relative held-out RMSE margin within which a candidate counts as not worse"
+    )
+    shuffle_quality_drill: bool = Field(
+        default=False,
+        description="Drill: train on QA scores permuted across rows (held-out scores stay true); the "
+        "resulting model must be rejected by the promotion gate",
+    )
+
+
+@asset(
+    key=QUALITY_MODEL_KEY,
+    description=(
+        "Quarterly forward models of QA quality and fault risk (XGBoost, UBJ) trained on the quarter's "
+        "complete line-days of the production table, evaluated by held-out replay (recommendation vs the "
+        "operator's setting), published to models/versions/{version}/ and promoted to models/serving.json "
+        "only if not worse than the serving model on the same held-out rows. Registered in the warehouse "
+        "table model_versions (promoted or rejected, with the reason)."
+    ),
+    partitions_def=QUARTERLY_PARTITIONS,
+    deps=[
+        AssetDep(PRODUCTIONS_KEY, partition_mapping=QUARTER_TO_LINE_DAYS),
+        AssetDep(AGGREGATES_KEY, partition_mapping=QUARTER_TO_LINE_DAYS),
+    ],
+    group_name="model",
+    kinds={"xgboost", "polars"},
+    owners=["team:data-platform"],
+    code_version="1",
+)
+def quality_model(
+    context: AssetExecutionContext,
+    config: QualityModelConfig,
+    object_store: ObjectStoreResource,
+    warehouse: WarehouseResource,
+) -> MaterializeResult:
+    quarter = context.partition_key
+    tw = context.partition_time_window
+    start, end = window_bounds(tw.start.date(), tw.end.date(), config.window_days)
+    store = object_store.get_store()
+    training = load_training_set(store, warehouse.fetch(DAILY_LINE_AGGREGATES), start, end)
+    used = training.used_days
+    if not used:
+        raise Failure(
+            description=f"quarter {quarter}: no complete line-day with daily aggregates in [{start}, {end}); "
+            "materialize productions and daily_line_aggregates for its days first",
+            metadata={"line_days": MetadataValue.md(report.days_table(training))},
+        )
+    context.log.info(f"{quarter}: training on {training.frame.height} productions of {len(used)} line-days")
+    frame = shuffle_quality(training.frame, config.seed) if config.shuffle_quality_drill else training.frame
+    try:
+        model = train(
+            frame,
+            holdout_fraction=config.holdout_fraction,
+            quality_rounds=config.quality_rounds,
+            fault_rounds=config.fault_rounds,
+            seed=config.seed,
+        )
+        if config.shuffle_quality_drill:
+            model.holdout = restore_quality(model.holdout, training.frame)
+        started = time.perf_counter()
+        evaluation = evaluate(model)
+        eval_seconds = time.perf_counter() - started
+    except TrainingDataError as exc:
+        raise Failure(
+            description=f"quarter {quarter}: {exc}",
+            metadata={"line_days": MetadataValue.md(report.days_table(training))},
+        ) from exc
+    # The artefact's metadata is strict JSON (NaN refused): e.g. fault AUC is NaN without held-out faults.
+    model.metadata["metrics"] = json_safe(model.metadata["metrics"])
+    held_out = holdout_baselines(model.holdout)
+    in_window = window_baselines(warehouse.fetch(DAILY_SET_BY_BREAKDOWN), set(used))
+    best = best_baseline(in_window)
+    lines = sorted({line for line, _ in used})
+    model.metadata["training_context"] = json_safe(
+        {
+            "partition": quarter,
+            "window": {"start": start.isoformat(), "end": end.isoformat()},
+            "line_days": len(used),
+            "lines": lines,
+            "shuffle_quality_drill": config.shuffle_quality_drill,
+            "best_craftsman": best,
+        }
+    )
+    before = read_pointer(store)
+    result = publish(
+        store, model, promote_if_not_worse=config.promote_if_not_worse, tolerance=config.promotion_tolerance
+    )
+    after = read_pointer(store)
+    (context.log.info if result.promoted else context.log.warning)(f"{result.version}: {result.reason}")
+    replay = evaluation["replay"]
+    registered = register_version(
+        warehouse,
+        {
+            "version": result.version,
+            "version_number": result.version_number,
+            "partition": quarter,
+            "trained_at": dt.datetime.now(dt.UTC),
+            "window_start": start,
+            "window_end": end,
+            "lines": ",".join(lines),
+            "days": len(used),
+            "rows_train": model.metadata["rows"]["train"],
+            "rows_holdout": model.metadata["rows"]["holdout"],
+            "quality_rmse": json_safe(float(evaluation["quality_rmse"])),
+            "quality_mae": json_safe(float(evaluation["quality_mae"])),
+            "predicted_uplift": json_safe(float(replay["predicted_uplift"])),
+            "metrics": {**model.metadata["metrics"], "publish": result.metrics},
+            "promoted": result.promoted,
+            "reason": result.reason,
+        },
+    )
+    return MaterializeResult(
+        metadata=_metadata(
+            training, model, evaluation, eval_seconds, result, before, after, held_out, in_window, best
+        )
+        | {
+            "warehouse_row": MetadataValue.json(
+                json_safe({k: str(v) for k, v in registered.items() if k != "metrics"})
+            )
+        }
+    )
+
+
+def _metadata(
+    training: TrainingSet,
+    model: TrainedModel,
+    evaluation: dict[str, Any],
+    eval_seconds: float,
+    result: PublishResult,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    held_out: list[dict[str, Any]],
+    in_window: dict[str, dict[str, Any]],
+    best: dict[str, Any] | None,
+) -> dict[str, Any]:
+    extra = {"best_craftsman_quality": float(best["window_quality_mean"])} if best else {}
+    serving_before = before["version"] if before else None
+    serving_after = after["version"] if after else None
+    replay = evaluation["replay"]
+    return {
+        "version": result.version,
+        "version_number": result.version_number,
+        "promoted": result.promoted,
+        "reason": result.reason,
+        "decision": MetadataValue.md(report.decision_table(result, serving_before, serving_after)),
+        "serving_version": serving_after or "",
+        "previous_serving_version": serving_before or "",
+        "artefact": MetadataValue.path(f"{VERSIONS_PREFIX}{result.version}/"),
+        "serving_pointer": MetadataValue.path(POINTER_KEY),
+        "training_window": MetadataValue.json(
+            {
+                "start": training.start.isoformat(),
+                "end": training.end.isoformat(),
+                "line_days": len(training.used_days),
+            }
+        ),
+        "line_days": MetadataValue.md(report.days_table(training)),
+        "rows_train": model.metadata["rows"]["train"],
+        "rows_holdout": model.metadata["rows"]["holdout"],
+        "train_seconds": round(model.train_seconds, 3),
+        "evaluate_seconds": round(eval_seconds, 3),
+        "quality_rmse": float(evaluation["quality_rmse"]),
+        "quality_mae": float(evaluation["quality_mae"]),
+        "predicted_quality_recommended": float(replay["mean_predicted_recommended"]),
+        "predicted_quality_operator": float(replay["mean_predicted_operator"]),
+        "metrics": report.metrics_json(evaluation),
+        "publish_metrics": MetadataValue.json(json_safe(result.metrics)),
+        "errors": MetadataValue.md(report.errors_table(evaluation)),
+        "replay": MetadataValue.md(report.replay_table(evaluation)),
+        "fault_calibration": MetadataValue.md(report.calibration_table(evaluation)),
+        "feature_importance": MetadataValue.md(report.importance_table(evaluation)),
+        "craftsman_baselines": MetadataValue.md(report.baseline_table(held_out, in_window)),
+        "predicted_vs_actual": report.plot_markdown(evaluation),
+        **extra,
+    }

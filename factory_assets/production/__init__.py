@@ -1,0 +1,1 @@
+"""Production domain: the per-production Parquet table, its features, checks and automation."""

@@ -1,0 +1,193 @@
+"""The per-production table: one Parquet file per (line, day) under processed/line=/date=/productions.parquet.
+
+Why Parquet via polars into the object store (no IO manager): the file is the product other systems
+read (model training, analysts), its key is fixed by the data layout, and the bytes must be reproducible
+(re-materializing a partition rewrites it byte-identically: rows ordered by production id, no timestamps).
+"""
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    AssetKey,
+    BackfillPolicy,
+    Config,
+    DimensionPartitionMapping,
+    IdentityPartitionMapping,
+    MaterializeResult,
+    MetadataValue,
+    MultiPartitionMapping,
+    TableColumn,
+    TableSchema,
+    TimeWindowPartitionMapping,
+    asset,
+)
+from pydantic import Field
+
+from edge_collector.rawformat import processed_key
+from factory_assets.markdown import md_table
+from factory_assets.production.automation import PRODUCTIONS_CONDITION
+from factory_assets.production.checks import RULES
+from factory_assets.production.compute import (
+    DEFAULT_LOOKAHEAD_S,
+    DEFAULT_LOOKBACK_S,
+    DayResult,
+    build_day,
+    parquet_bytes,
+)
+from factory_assets.production.plots import png_markdown, quality_plot_png
+from factory_assets.raw.assets import GAPS_ASSET_KEY, RAW_ASSET_KEY
+from factory_assets.raw.partitions import LINE_DAY_PARTITIONS, split_key
+from factory_assets.resources.object_store import ObjectStoreResource
+
+PRODUCTIONS_KEY = AssetKey(["production", "productions"])
+PREVIEW_COLUMNS = (
+    "production_id",
+    "start",
+    "end",
+    "set_by",
+    "qa_quality",
+    "cycle_time_s",
+    "energy_kwh",
+    "fault",
+)
+MAX_PARTITIONS_PER_RUN = 31
+
+# A day's table reads the previous day's last hour and the next day's first hour (see compute.py), so
+# raw objects of day D re-materialize the tables of D-1, D and D+1: exactly the partitions they touch.
+# Gap objects use the same mapping (a gap keyed on D-1 may extend into D).
+RAW_TO_PRODUCTIONS = MultiPartitionMapping(
+    {
+        "date": DimensionPartitionMapping(
+            "date",
+            TimeWindowPartitionMapping(
+                start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True
+            ),
+        ),
+        "line": DimensionPartitionMapping("line", IdentityPartitionMapping()),
+    }
+)
+
+
+class ProductionsConfig(Config):
+    lookback_s: int = Field(default=DEFAULT_LOOKBACK_S, description="Seconds read before midnight")
+    lookahead_s: int = Field(default=DEFAULT_LOOKAHEAD_S, description="Seconds read after the next midnight")
+
+
+def table_schema(frame: pl.DataFrame) -> TableSchema:
+    return TableSchema(columns=[TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()])
+
+
+def _preview(frame: pl.DataFrame, rows: int = 10) -> str:
+    head = frame.select([c for c in PREVIEW_COLUMNS if c in frame.columns]).head(rows)
+    return md_table(head) if head.height else "_no productions_"
+
+
+def _partition_metadata(day: DayResult, key: str, data: bytes) -> dict[str, Any]:
+    frame = day.frame
+    md: dict[str, Any] = {
+        "dagster/row_count": frame.height,
+        "dagster/column_schema": table_schema(frame),
+        "path": MetadataValue.path(key),
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "raw_objects": day.objects,
+        "gap_objects": day.gap_objects,
+        "day_complete": day.complete,
+        "missing_seconds": MetadataValue.json({k: v for k, v in day.missing_s.items() if v > 0}),
+        "quarantined": MetadataValue.json([{"key": k, "reason": r} for k, r in day.quarantined]),
+        "preview": MetadataValue.md(_preview(frame)),
+    }
+    if frame.height:
+        md["first_start"] = MetadataValue.timestamp(frame["start"].min())  # type: ignore[arg-type]
+        md["last_end"] = MetadataValue.timestamp(frame["end"].max())  # type: ignore[arg-type]
+        qa = frame["qa_quality"].drop_nulls()
+        if qa.len():
+            md["quality_mean"] = float(qa.mean())  # type: ignore[arg-type]
+        md["quality_plot"] = MetadataValue.md(
+            png_markdown(quality_plot_png(frame, f"{day.line} {day.date} QA quality"), "quality over the day")
+        )
+    return md
+
+
+@asset(
+    key=PRODUCTIONS_KEY,
+    description=(
+        "One row per production: line, id, start/end (machine_state grid), lot quality figures, setpoints "
+        "in effect, set_by (craftsman code or model version), QA quality, cycle time, energy (integral of "
+        "power_kw), faults and per-channel features (mean/min/max/std/slope, seconds above limit) of every "
+        "fast channel. A production belongs to the day it starts; runs straddling midnight or an object "
+        "boundary are completed from the next day's first hour. Parquet under "
+        "processed/line={line}/date={date}/productions.parquet."
+    ),
+    partitions_def=LINE_DAY_PARTITIONS,
+    deps=[
+        AssetDep(RAW_ASSET_KEY, partition_mapping=RAW_TO_PRODUCTIONS),
+        AssetDep(GAPS_ASSET_KEY, partition_mapping=RAW_TO_PRODUCTIONS),
+    ],
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
+    automation_condition=PRODUCTIONS_CONDITION,
+    check_specs=[
+        AssetCheckSpec(name, asset=PRODUCTIONS_KEY, description=rule.description)
+        for name, rule in RULES.items()
+    ],
+    group_name="production",
+    kinds={"polars", "parquet"},
+    owners=["team:data-platform"],
+    code_version="1",
+)
+def productions(
+    context: AssetExecutionContext, config: ProductionsConfig, object_store: ObjectStoreResource
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    store = object_store.get_store()
+    keys = list(context.partition_keys)
+    results: dict[str, list[tuple[str, bool, dict[str, Any]]]] = {name: [] for name in RULES}
+    summary: list[dict[str, Any]] = []
+    complete: list[str] = []
+    single_md: dict[str, Any] = {}
+    for pk in keys:
+        line, date = split_key(pk)
+        day = build_day(store, line, date, config.lookback_s, config.lookahead_s)
+        for key, reason in day.quarantined:
+            context.log.error(f"corrupt object {key!r} quarantined under quarantine/{key}: {reason}")
+        data = parquet_bytes(day.frame)
+        out_key = processed_key(line, date)
+        store.put(out_key, data)
+        if day.complete:
+            complete.append(str(pk))
+        for name, rule in RULES.items():
+            passed, md = rule.fn(day)
+            results[name].append((str(pk), passed, md))
+        summary.append(
+            {"partition": str(pk), "rows": day.frame.height, "complete": day.complete, "objects": day.objects}
+        )
+        if len(keys) == 1:
+            single_md = _partition_metadata(day, out_key, data)
+        context.log.info(
+            f"{pk}: {day.frame.height} productions, complete={day.complete}, {day.objects} objects"
+        )
+    metadata: dict[str, Any] = {"complete_partitions": MetadataValue.json(complete), "partitions": len(keys)}
+    if single_md:
+        metadata.update(single_md)
+    else:
+        metadata["dagster/row_count"] = sum(s["rows"] for s in summary)
+        metadata["partition_summary"] = MetadataValue.md(md_table(pl.DataFrame(summary)))
+    yield MaterializeResult(metadata=metadata)
+    for name, rule in RULES.items():
+        failed = [(pk, md) for pk, passed, md in results[name] if not passed]
+        detail = failed if failed else results[name][:1]
+        yield AssetCheckResult(
+            check_name=name,
+            passed=not failed,
+            severity=rule.severity,
+            metadata={
+                "failed_partitions": MetadataValue.json([pk for pk, _ in failed]),
+                "details": MetadataValue.json({pk: md for pk, md in ((d[0], d[-1]) for d in detail)}),
+            },
+        )

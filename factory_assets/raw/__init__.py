@@ -1,0 +1,1 @@
+"""Raw domain: external raw/gap assets, (line, date) partitions and the raw-objects sensor."""

@@ -1,0 +1,45 @@
+"""External raw assets: the edge collector writes them, Dagster only records what landed.
+
+Why external (AssetSpec) rather than @asset: no Dagster run produces raw objects; the raw-objects sensor
+records one materialization per landed object on the (line, date) partition it belongs to, which is what
+downstream automation reacts to.
+"""
+
+from __future__ import annotations
+
+from dagster import AssetKey, AssetSpec
+
+from factory_assets.raw.partitions import LINE_DAY_PARTITIONS
+
+RAW_ASSET_KEY = AssetKey(["raw", "raw_sensor_data"])
+GAPS_ASSET_KEY = AssetKey(["raw", "raw_sensor_gaps"])
+
+raw_sensor_data = AssetSpec(
+    key=RAW_ASSET_KEY,
+    description=(
+        "Raw sensor objects (.fsr, zstd) written by the edge collector under "
+        "raw/line={line}/date={YYYY-MM-DD}/hour={HH}/. One materialization per landed object, recorded by "
+        "the `raw_objects_sensor` with the object key, channels, sequence ranges and sample counts."
+    ),
+    partitions_def=LINE_DAY_PARTITIONS,
+    group_name="raw",
+    kinds={"s3", "zstd"},
+    owners=["team:data-platform"],
+    metadata={
+        "key_layout": "raw/line={line}/date={YYYY-MM-DD}/hour={HH}/{line}_{group}_{start}_{digest}.fsr"
+    },
+)
+
+raw_sensor_gaps = AssetSpec(
+    key=GAPS_ASSET_KEY,
+    description=(
+        "Gap ledger (.fsg) written by the edge collector under gaps/line={line}/date={YYYY-MM-DD}/: samples "
+        "the sensor system lost before they could be collected. A recorded gap counts as coverage when "
+        "deciding whether a day is complete."
+    ),
+    partitions_def=LINE_DAY_PARTITIONS,
+    group_name="raw",
+    kinds={"s3"},
+    owners=["team:data-platform"],
+    metadata={"key_layout": "gaps/line={line}/date={YYYY-MM-DD}/{line}_{start}_{digest}.fsg"},
+)
