@@ -1,9 +1,9 @@
 """The code location: assets, checks, sensors, schedules and resources of the factory data platform.
 
 Resources are chosen from the environment here (and only here): see resources/selection.py. ASSETS is the
-data graph (raw -> productions -> aggregates). The model domain (factory_assets/model/, its own issue)
-plugs in downstream of both: `assets=[*ASSETS, *MODEL_ASSETS], asset_checks=MODEL_CHECKS,
-schedules=MODEL_SCHEDULES` (left to the lead: see the hand-over report).
+data graph (raw -> productions -> aggregates); ALL_ASSETS adds the quarterly model (factory_assets/model/),
+downstream of both. Alerting (factory_assets/alerting/) adds run-failure, failed-check and freshness
+sensors that post through the alert notifier resource.
 """
 
 import warnings
@@ -18,6 +18,8 @@ from dagster import (
 )
 
 from factory_assets.aggregates.assets import AGGREGATES_KEY, daily_line_aggregates
+from factory_assets.alerting import alerting_resources, alerting_sensors
+from factory_assets.model import MODEL_ASSETS, MODEL_CHECKS, MODEL_SCHEDULES
 from factory_assets.production.assets import PRODUCTIONS_KEY, productions
 from factory_assets.raw.assets import raw_sensor_data, raw_sensor_gaps
 from factory_assets.raw.sensors import build_raw_objects_sensor
@@ -28,6 +30,7 @@ warnings.filterwarnings("ignore", category=BetaWarning)
 warnings.filterwarnings("ignore", category=PreviewWarning)
 
 ASSETS = [raw_sensor_data, raw_sensor_gaps, productions, daily_line_aggregates]
+ALL_ASSETS = [*ASSETS, *MODEL_ASSETS]
 
 # Built-in conditions run in the daemon; the aggregates' custom condition needs the user-code server.
 productions_automation = AutomationConditionSensorDefinition(
@@ -50,9 +53,11 @@ aggregates_automation = AutomationConditionSensorDefinition(
 def build_definitions() -> Definitions:
     """Definitions with resources selected from the environment."""
     return Definitions(
-        assets=ASSETS,
-        sensors=[build_raw_objects_sensor(), productions_automation, aggregates_automation],
-        resources=resources_from_env(),
+        assets=ALL_ASSETS,
+        asset_checks=MODEL_CHECKS,
+        schedules=MODEL_SCHEDULES,
+        sensors=[build_raw_objects_sensor(), productions_automation, aggregates_automation, *alerting_sensors],
+        resources={**resources_from_env(), **alerting_resources()},
     )
 
 

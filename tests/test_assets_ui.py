@@ -85,7 +85,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     """A fresh page; the first-visit 'Join the Dagster community' dialog is dismissed whenever it shows."""
-    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    context = browser.new_context(viewport={"width": 2560, "height": 1400})
     pg = context.new_page()
     pg.set_default_timeout(UI_TIMEOUT_MS)
     pg.add_locator_handler(pg.get_by_role("button", name="Skip"), lambda skip: skip.click())
