@@ -45,7 +45,13 @@ test: $(STAMP) system-deps
 	$(PY) -m pytest -q -p no:cacheprovider
 
 demo: $(STAMP)
-	$(PY) -m factory_sim.demo
+	$(PY) -m factory_sim.demo $(DEMO_ARGS)
+
+up: $(STAMP)
+	$(PY) -m factory_sim.stack up
+
+down:
+	@test -x $(PY) && $(PY) -m factory_sim.stack down || true
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all

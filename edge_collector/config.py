@@ -31,7 +31,7 @@ class CollectorConfig:
     sensor_port: int = 5020
     spool_dir: str = "var/edge-spool"
     # "s3://bucket/prefix" or a local directory (embedded default: same key layout on disk).
-    store_url: str = "var/edge-store"
+    store_url: str = "var/objects"  # the embedded default store, shared with Dagster
     s3_endpoint_url: str = ""
     s3_region: str = "us-east-1"
     s3_checksum: str = "when_supported"

@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("factory_sim.control", "run the control-system loop for N productions"),
     "evaluate": ("factory_sim.evaluate", "compare policies (craftsmen, oracle, endpoint) on held-out lots"),
     "demo": ("factory_sim.demo", "the end-to-end demo on embedded defaults"),
+    "stack": ("factory_sim.stack", "start (up) or stop (down) the services long-lived, for exploring"),
 }
 
 

@@ -1,0 +1,144 @@
+"""The demo's Dagster part, in-process on the persistent instance under $DAGSTER_HOME.
+
+It does what the daemon and a backfill do, with the same definitions: evaluate the raw-objects sensor
+until it has recorded every object (events reported to the instance exactly as the daemon would), hand
+its cursor to the daemon (`dagster sensor cursor --set`) so `make up` continues from there, then
+materialize partition ranges (one run per chunk, as BackfillPolicy does) of the per-production table,
+the daily aggregates and the current quarter's model. The UI then shows all of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from dagster import AssetSelection, DagsterInstance, build_sensor_context, materialize
+from tqdm import tqdm
+
+from factory_assets.aggregates.assets import AGGREGATES_KEY
+from factory_assets.definitions import ALL_ASSETS, defs
+from factory_assets.model import QUALITY_MODEL_KEY
+from factory_assets.model.partitions import quarter_start
+from factory_assets.production.assets import PRODUCTIONS_KEY
+from factory_assets.raw.partitions import line_day_key
+from factory_assets.resources.selection import resources_from_env
+
+ROOT = Path(__file__).resolve().parents[1]
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+CHUNK_DAYS = 15
+# Runs log to the instance (the UI shows every event); the terminal shows progress bars, not debug lines.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def record_raw_objects(instance: DagsterInstance, resources: dict[str, Any]) -> tuple[int, str | None]:
+    """Tick the raw-objects sensor until it finds nothing new; report its events like the daemon."""
+    sensor_def = defs.get_sensor_def("raw_objects_sensor")
+    cursor: str | None = None
+    recorded = 0
+    with tqdm(desc="recording raw objects", unit="obj") as bar:
+        while True:
+            with build_sensor_context(instance=instance, cursor=cursor, resources=resources) as ctx:
+                result = sensor_def(ctx)
+            for event in result.asset_events:
+                instance.report_runless_asset_event(event)
+            cursor = result.cursor
+            bar.update(len(result.asset_events))
+            recorded += len(result.asset_events)
+            if not result.asset_events:
+                return recorded, cursor
+
+
+def hand_cursor_to_daemon(cursor: str | None) -> None:
+    """Store the sensor cursor in the instance so the daemon does not re-record what is recorded."""
+    if cursor is None:
+        return
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "sensor",
+            "cursor",
+            "raw_objects_sensor",
+            "--set",
+            cursor,
+            "-w",
+            str(ROOT / "workspace.yaml"),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+
+
+def materialize_days(
+    instance: DagsterInstance,
+    resources: dict[str, Any],
+    key: Any,
+    line: str,
+    days: list[dt.date],
+    desc: str,
+) -> int:
+    """Materialize `key` for the line-days in chunks of CHUNK_DAYS, one run per chunk."""
+    runs = 0
+    chunks = [days[i : i + CHUNK_DAYS] for i in range(0, len(days), CHUNK_DAYS)]
+    for chunk in tqdm(chunks, desc=desc, unit="run"):
+        result = materialize(
+            ALL_ASSETS,
+            selection=AssetSelection.assets(key),
+            resources=resources,
+            instance=instance,
+            run_config=QUIET,
+            tags={
+                RANGE_START: str(line_day_key(line, chunk[0].isoformat())),
+                RANGE_END: str(line_day_key(line, chunk[-1].isoformat())),
+            },
+        )
+        if not result.success:
+            raise SystemExit(f"demo: materializing {desc} for {chunk[0]}..{chunk[-1]} failed")
+        runs += 1
+    return runs
+
+
+def train_model(instance: DagsterInstance, resources: dict[str, Any], today: dt.date) -> dict[str, Any]:
+    """Materialize the current quarter's model (quarter to date) and return what it decided."""
+    partition = quarter_start(today.isoformat())
+    result = materialize(
+        ALL_ASSETS,
+        selection=AssetSelection.assets(QUALITY_MODEL_KEY),
+        resources=resources,
+        instance=instance,
+        run_config=QUIET,
+        partition_key=partition,
+    )
+    if not result.success:
+        raise SystemExit(f"demo: training the model for quarter {partition} failed")
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    out: dict[str, Any] = {"quarter": partition}
+    for name in ("version", "promoted", "reason"):
+        if name in meta:
+            out[name] = meta[name].value
+    return out
+
+
+def run_pipeline(today: dt.date, days: int, line: str) -> dict[str, Any]:
+    """Sensor → productions → aggregates → model on the persistent instance; returns a summary."""
+    instance = DagsterInstance.get()
+    resources = resources_from_env()
+    recorded, cursor = record_raw_objects(instance, resources)
+    hand_cursor_to_daemon(cursor)
+    history_days = [today - dt.timedelta(days=d) for d in range(days, 0, -1)]
+    prod_runs = materialize_days(
+        instance, resources, PRODUCTIONS_KEY, line, [*history_days, today], "productions"
+    )
+    agg_runs = materialize_days(instance, resources, AGGREGATES_KEY, line, history_days, "daily aggregates")
+    model = train_model(instance, resources, today)
+    return {
+        "raw_objects_recorded": recorded,
+        "production_runs": prod_runs,
+        "aggregate_runs": agg_runs,
+        "model_version": model.get("version"),
+        "model": model,
+    }
