@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import re
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from inference_server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 _SEGMENT_RE = re.compile(r"^(?P<instance>[A-Za-z0-9_.-]+)-(?P<seq>\d{12})\.jsonl$")
-_STOP = object()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -64,7 +62,9 @@ class DecisionLog:
         self.flush_interval_s = flush_interval_s
         self.segment_max_bytes = segment_max_bytes
         self.segment_max_age_s = segment_max_age_s
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending: deque[dict[str, Any]] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
         self._thread: threading.Thread | None = None
         self._fh: Any = None
         self._path: Path | None = None
@@ -90,44 +90,42 @@ class DecisionLog:
         self._thread.start()
 
     def append(self, record: dict[str, Any]) -> None:
-        """Queue one decision (never blocks the request; the writer fsyncs it within a batch)."""
-        self._queue.put(record)
+        """Queue one decision (never blocks the request; the writer fsyncs it within a batch).
+
+        A deque append is atomic under the GIL; the writer is woken only when a batch is full,
+        otherwise it drains every ``flush_interval_s``: no per-request thread wake-up or syscall.
+        """
+        self._pending.append(record)
+        if len(self._pending) >= self.batch_records:
+            self._wake.set()
 
     def close(self) -> None:
         """Drain the queue, fsync, and close the open segment (so it can be shipped)."""
         if self._thread is not None:
-            self._queue.put(_STOP)
+            self._stopping = True
+            self._wake.set()
             self._thread.join()
             self._thread = None
+        self._drain()
         self._rotate()
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            try:
-                first = self._queue.get(timeout=self.flush_interval_s)
-            except queue.Empty:
-                self._maybe_rotate()
-                continue
-            batch = []
-            item = first
-            while True:
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
-                if len(batch) >= self.batch_records:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                try:
-                    self._write(batch)
-                except OSError:
-                    log.exception("decision spool write failed; %d decisions not durable", len(batch))
+        while not self._stopping:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            self._drain()
             self._maybe_rotate()
+
+    def _drain(self) -> None:
+        """Write + fsync everything queued, in batches of at most ``batch_records``."""
+        while self._pending:
+            batch = []
+            while self._pending and len(batch) < self.batch_records:
+                batch.append(self._pending.popleft())
+            try:
+                self._write(batch)
+            except OSError:
+                log.exception("decision spool write failed; %d decisions not durable", len(batch))
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         if self._fh is None:
