@@ -11,6 +11,7 @@ samples that age out of the sensor are recorded in the gap ledger with exact bou
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from edge_collector.metrics import CollectorMetrics
 from edge_collector.spool import Spool
@@ -67,3 +68,28 @@ class DiskBudget:
     @property
     def paused(self) -> bool:
         return self._paused
+
+    def alert_kwargs(self, line: str) -> dict[str, Any] | None:
+        """``Notifier.notify`` arguments while usage is at/above ``warn_ratio`` (None below it).
+
+        Warning at the warn ratio, critical once polling is paused: the escalation passes the
+        notifier's rate limit, so the page that says "data is about to be lost" is never swallowed.
+        """
+        ratio = self.ratio
+        if ratio < self.warn_ratio:
+            return None
+        full = ratio >= 1.0
+        used, budget = self.spool.total_bytes, self.max_bytes
+        state = "polling is PAUSED" if full else "polling continues"
+        return {
+            "subject": f"Spool disk budget on line {line} at {ratio:.0%}",
+            "body": (
+                f"The spool of line {line} holds {used} of {budget} bytes ({ratio:.1%}, warning at "
+                f"{self.warn_ratio:.0%}); {state}. Un-uploaded files are never deleted: if polling stays "
+                "paused longer than the sensor's retention, samples are lost (recorded as "
+                "spool_budget_full gaps). Check the uplink / S3 (edge_upload_errors_total) or free disk."
+            ),
+            "severity": "critical" if full else "warning",
+            "dedup_key": f"spool_budget:{line}",
+            "details": {"line": line, "used_bytes": used, "budget_bytes": budget, "ratio": f"{ratio:.4f}"},
+        }

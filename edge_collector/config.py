@@ -52,6 +52,9 @@ class CollectorConfig:
     metrics_port: int = 9108  # 0 = ephemeral, -1 = disabled
     log_level: str = "INFO"
     shutdown_timeout_s: float = 10.0
+    # Alerts (destinations: EDGE_ALERT_SNS_TOPIC_ARN etc., read by edge_collector.alerting).
+    alert_backlog_age_s: float = 900.0  # page when the oldest un-uploaded spool file is older
+    alert_check_interval_s: float = 15.0  # how often backlog age and disk budget are checked
 
     @property
     def spool_path(self) -> Path:
@@ -111,6 +114,8 @@ def validate(cfg: CollectorConfig) -> CollectorConfig:
         "spool_max_bytes",
         "s3_max_attempts",
         "shutdown_timeout_s",
+        "alert_backlog_age_s",
+        "alert_check_interval_s",
     )
     if not cfg.sensor_host:
         raise ConfigError(f"{_label('sensor_host')}: must not be empty")

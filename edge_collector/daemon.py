@@ -11,18 +11,23 @@ import asyncio
 import contextlib
 import logging
 import os
+import queue
 import random
 import re
 import signal
+import threading
 from collections.abc import Callable
+from typing import Any
 
+from edge_collector.alerting import Notifier, notifier_from_env
 from edge_collector.budget import DiskBudget
-from edge_collector.config import CollectorConfig
+from edge_collector.config import CollectorConfig, ConfigError
 from edge_collector.cursors import CursorStore
 from edge_collector.ledger import GapLedger
 from edge_collector.metrics import CollectorMetrics
 from edge_collector.poller import RETRYABLE, GroupPoller, PollContext
 from edge_collector.protocol import ChannelInfo
+from edge_collector.rawformat import GapRecord
 from edge_collector.sensor_client import SensorClient
 from edge_collector.spool import Spool
 from edge_collector.store import ObjectStore, open_store
@@ -55,6 +60,114 @@ def make_groups(channels: list[ChannelInfo], size: int) -> list[tuple[str, list[
     return [(f"g{i // size:02d}", ordered[i : i + size]) for i in range(0, len(ordered), size)]
 
 
+class AlertDispatcher:
+    """Runs notifier calls on one daemon thread of its own.
+
+    Why not ``asyncio.to_thread``: spool commits share the default executor, and a blackholed SNS
+    endpoint (timeout x retries per alert, one alert per gapped channel) would starve them. Here a
+    slow alert path only delays other alerts; the queue is bounded and overflow is logged, and the
+    thread is a daemon so it can never hold up process exit.
+    """
+
+    def __init__(self, max_pending: int = 1000) -> None:
+        self._queue: queue.Queue[tuple[str | None, Callable[..., Any], dict[str, Any]] | None]
+        self._queue = queue.Queue(maxsize=max_pending)
+        self._pending: set[str] = set()  # keys queued and not yet run (periodic checks coalesce)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name="edge-alerts", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], *, key: str | None = None, **kwargs: Any) -> bool:
+        """Queue ``fn(**kwargs)``; thread-safe, never blocks. A ``key`` still queued is not queued twice."""
+        with self._lock:
+            if self._closed or (key is not None and key in self._pending):
+                return False
+            try:
+                self._queue.put_nowait((key, fn, kwargs))
+            except queue.Full:
+                log.warning(
+                    "alert dropped: queue full", extra={"fields": {"event": "alert_dropped", "key": key}}
+                )
+                return False
+            if key is not None:
+                self._pending.add(key)
+        return True
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            key, fn, kwargs = item
+            with self._lock:
+                self._pending.discard(key or "")
+            try:
+                fn(**kwargs)  # Notifier methods never raise; this guards the thread anyway
+            except Exception:
+                log.exception("alert call failed", extra={"fields": {"event": "alert_error"}})
+
+    def close(self, timeout_s: float) -> None:
+        """Stop taking alerts; give queued ones up to ``timeout_s`` to go out (blocking: use a thread)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout_s)
+        self._thread.join(timeout_s)
+
+
+class CollectorAlerts:
+    """What pages a person: each gap record, an old upload backlog, the spool disk-budget warning."""
+
+    def __init__(self, notifier: Notifier, spool: Spool, budget: DiskBudget, backlog_age_s: float) -> None:
+        self.notifier = notifier
+        self.spool = spool
+        self.budget = budget
+        self.backlog_age_s = backlog_age_s
+        self.dispatcher = AlertDispatcher()
+
+    def gaps_recorded(self, gaps: list[GapRecord]) -> None:
+        """GapLedger listener (runs in the spool-commit thread): queue one alert per gap record."""
+        for gap in gaps:
+            self.dispatcher.submit(self.notifier.notify_gap, gap=gap)
+
+    def check(self, line: str) -> None:
+        """Periodic check; repeats are rate-limited by the notifier's dedup keys (backlog:, spool_budget:)."""
+        age = self.spool.oldest_age_s()
+        if age > self.backlog_age_s:
+            self.dispatcher.submit(
+                self.notifier.notify_backlog,
+                key="backlog",
+                line=line,
+                oldest_age_s=age,
+                threshold_s=self.backlog_age_s,
+                backlog_files=self.spool.file_count,
+                backlog_bytes=self.spool.total_bytes,
+            )
+        budget = self.budget.alert_kwargs(line)
+        if budget is not None:
+            self.dispatcher.submit(self.notifier.notify, key="budget", **budget)
+
+    async def watch(self, stop: asyncio.Event, interval_s: float, line: Callable[[], str | None]) -> None:
+        """Run ``check`` every ``interval_s`` until ``stop``; a failing check is logged, never fatal."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+            if stop.is_set():
+                return
+            try:
+                self.check(line() or "unknown")
+            except Exception:
+                log.exception("alert check failed", extra={"fields": {"event": "alert_check_error"}})
+
+
+def _notifier_from_env(metrics: CollectorMetrics) -> Notifier:
+    """``EDGE_ALERT_*`` -> Notifier (counters in the collector's registry); bad settings stop start-up."""
+    try:
+        return notifier_from_env(registry=metrics.registry)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 class Collector:
     """One collector instance; ``run`` returns the process exit code."""
 
@@ -64,9 +177,11 @@ class Collector:
         store: ObjectStore | None = None,
         fsync: Callable[[int], None] = os.fsync,
         metrics: CollectorMetrics | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.cfg = cfg
         self.metrics = metrics or CollectorMetrics()
+        self.notifier = notifier if notifier is not None else _notifier_from_env(self.metrics)
         self.spool = Spool(cfg.spool_path, fsync=fsync)
         self.cursors = CursorStore(cfg.spool_path)
         self.cursors.load_with_spool(self.spool)
@@ -82,6 +197,11 @@ class Collector:
             retry_initial_s=cfg.upload_retry_initial_s,
             retry_max_s=cfg.upload_retry_max_s,
         )
+        # No alert destination configured: no thread, no listener, no checks (behaviour as before).
+        self.alerts: CollectorAlerts | None = None
+        if self.notifier.enabled:
+            self.alerts = CollectorAlerts(self.notifier, self.spool, self.budget, cfg.alert_backlog_age_s)
+            self.ledger.on_recorded = self.alerts.gaps_recorded
         self.pollers: list[GroupPoller] = []
         self.metrics_port: int | None = None
         self.line: str | None = self.cursors.line
@@ -142,6 +262,11 @@ class Collector:
         )
         self.uploader.release_all_existing()
         upload_task = asyncio.create_task(self.uploader.run(stop), name="uploader")
+        alert_task: asyncio.Task[None] | None = None
+        if self.alerts is not None:
+            alert_task = asyncio.create_task(
+                self.alerts.watch(stop, self.cfg.alert_check_interval_s, lambda: self.line), name="alerts"
+            )
         poll_tasks: list[asyncio.Task[None]] = []
         try:
             found = await self._discover(stop)
@@ -198,6 +323,11 @@ class Collector:
             await asyncio.to_thread(self.cursors.persist)
             with contextlib.suppress(asyncio.CancelledError):
                 await upload_task
+            if self.alerts is not None and alert_task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await alert_task
+                # Gap alerts of the last commits still go out, bounded by the shutdown grace period.
+                await asyncio.to_thread(self.alerts.dispatcher.close, min(5.0, self.cfg.shutdown_timeout_s))
             self.metrics.close()
             log.info(
                 "collector stopped",

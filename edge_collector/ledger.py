@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from edge_collector.metrics import CollectorMetrics
 from edge_collector.rawformat import GapRecord, encode_gaps, gap_key
@@ -31,9 +32,17 @@ def estimate_ns(seq: int, anchor_seq: int, anchor_ns: int, rate_hz: float) -> in
 class GapLedger:
     """Writes gap objects into the spool (caller holds the cursor discipline)."""
 
-    def __init__(self, spool: Spool, metrics: CollectorMetrics) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        metrics: CollectorMetrics,
+        on_recorded: Callable[[list[GapRecord]], None] | None = None,
+    ) -> None:
         self.spool = spool
         self.metrics = metrics
+        # Called (in the committing thread) once the gap object is durable, e.g. to queue alerts;
+        # it must return quickly and any error it raises is logged, never propagated.
+        self.on_recorded = on_recorded
 
     def record(self, line: str, gaps: list[GapRecord]) -> SpoolEntry:
         """Durably spool one gap object; log and count each gap."""
@@ -69,4 +78,9 @@ class GapLedger:
                     }
                 },
             )
+        if self.on_recorded is not None:
+            try:
+                self.on_recorded(gaps)
+            except Exception:  # an alert path must never fail a durable spool commit
+                log.exception("gap listener failed", extra={"fields": {"event": "gap_listener_error"}})
         return entry
