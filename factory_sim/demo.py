@@ -85,6 +85,10 @@ class Demo:
                 self.today.isoformat(),
                 "--seed",
                 str(self.args.seed),
+                # Bulk history in hourly objects (the live collector writes one per poll): fewer, larger
+                # objects make the sensor's per-object events cheap on the embedded SQLite instance.
+                "--object-seconds",
+                "3600",
             ]
         )
 
@@ -104,6 +108,10 @@ class Demo:
                 str(self.args.speed),
                 "--seed",
                 str(self.args.seed),
+                # Start in the past so the fast virtual clock reaches "now" as collection ends: the data
+                # never lies in the future, and `make up` (real time) continues after it.
+                "--start",
+                (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds * self.args.speed)).isoformat(),
             ],
             log_path=self.logs / "sensor.log",
             ready=lambda s: (s.first_json_line() or {}).get("port") is not None,
@@ -262,7 +270,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--line", default="L1", help="line name (default L1)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
-        "--live-seconds", type=int, default=120, help="real seconds of live collection (default 120)"
+        "--live-seconds", type=int, default=90, help="real seconds of live collection (default 90)"
     )
     p.add_argument("--speed", type=float, default=10.0, help="sensor system's virtual speed (default 10x)")
     p.add_argument("--poll-s", type=float, default=5.0, help="collector poll interval, real s (default 5)")

@@ -12,19 +12,31 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetSelection, DagsterInstance, build_sensor_context, materialize
+from dagster import (
+    AssetSelection,
+    BetaWarning,
+    DagsterInstance,
+    PreviewWarning,
+    build_sensor_context,
+    materialize,
+)
 from tqdm import tqdm
 
-from factory_assets.aggregates.assets import AGGREGATES_KEY
-from factory_assets.definitions import ALL_ASSETS, defs
-from factory_assets.model import QUALITY_MODEL_KEY
-from factory_assets.model.partitions import quarter_start
-from factory_assets.production.assets import PRODUCTIONS_KEY
-from factory_assets.raw.partitions import line_day_key
-from factory_assets.resources.selection import resources_from_env
+# The definitions use beta/preview partition mappings knowingly; the demo's terminal shows progress only.
+warnings.filterwarnings("ignore", category=BetaWarning)
+warnings.filterwarnings("ignore", category=PreviewWarning)
+
+from factory_assets.aggregates.assets import AGGREGATES_KEY  # noqa: E402
+from factory_assets.definitions import ALL_ASSETS, defs  # noqa: E402
+from factory_assets.model import QUALITY_MODEL_KEY  # noqa: E402
+from factory_assets.model.partitions import quarter_start  # noqa: E402
+from factory_assets.production.assets import PRODUCTIONS_KEY  # noqa: E402
+from factory_assets.raw.partitions import line_day_key  # noqa: E402
+from factory_assets.resources.selection import resources_from_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RANGE_START = "dagster/asset_partition_range_start"
@@ -36,7 +48,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 def record_raw_objects(instance: DagsterInstance, resources: dict[str, Any]) -> tuple[int, str | None]:
     """Tick the raw-objects sensor until it finds nothing new; report its events like the daemon."""
-    sensor_def = defs.get_sensor_def("raw_objects_sensor")
+    sensor_def = defs.resolve_sensor_def("raw_objects_sensor")
     cursor: str | None = None
     recorded = 0
     with tqdm(desc="recording raw objects", unit="obj") as bar:
