@@ -8,7 +8,8 @@ File layout ``{seqno:016d}-{kind}.spl`` (seqno monotonic => oldest first), conte
     b"EDSP1\\n" | u32 header_len | header JSON | payload (exact bytes uploaded) | u32 crc32(all before)
 
 The header carries the object key and, per channel, the ``[first, next)`` sequence range the file
-covers, so cursors can be re-derived from the spool at start without decompressing anything.
+covers, so cursors can be re-derived from the spool at start without decompressing anything. Other
+producers (the inference server's decision log, kind "decisions") use the same files with no ranges.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ SUFFIX = ".spl"
 TMP_PREFIX = ".tmp-"
 CORRUPT_DIR = "corrupt"
 WRITE_ATTEMPTS = 3
+KIND_TAGS = {"batch": "b", "gaps": "g", "decisions": "d"}  # file-name tag per header kind
 
 
 class SpoolWriteError(OSError):
@@ -47,12 +49,16 @@ class SpoolCorruptError(ValueError):
 
 @dataclass(frozen=True)
 class SpoolHeader:
-    """What a spool file holds: kind ("batch" | "gaps"), object key, line, channel seq ranges."""
+    """What a spool file holds: kind (a KIND_TAGS key), object key, line, channel seq ranges.
+
+    ``ranges`` is empty for kinds without sensor channels (decisions); ``samples`` counts the
+    payload's records (samples of a batch, decisions of a decision segment).
+    """
 
     kind: str
     key: str
     line: str
-    ranges: dict[int, tuple[int, int]]
+    ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
     samples: int = 0
     created_ns: int = 0
 
@@ -75,7 +81,7 @@ class SpoolHeader:
                 kind=str(body["kind"]),
                 key=str(body["key"]),
                 line=str(body["line"]),
-                ranges={int(c): (int(a), int(b)) for c, (a, b) in body["ranges"].items()},
+                ranges={int(c): (int(a), int(b)) for c, (a, b) in body.get("ranges", {}).items()},
                 samples=int(body.get("samples", 0)),
                 created_ns=int(body.get("created_ns", 0)),
             )
@@ -184,11 +190,14 @@ class Spool:
         failed fsync is unknown); the data goes to a brand-new temp file instead, and after
         WRITE_ATTEMPTS failures SpoolWriteError tells the caller to stop.
         """
+        tag = KIND_TAGS.get(header.kind)
+        if tag is None:
+            raise ValueError(f"spool header kind {header.kind!r} is not one of {sorted(KIND_TAGS)}")
         data = encode_file(header, payload)
         with self._lock:
             seqno = self._next_seqno
             self._next_seqno += 1
-        final = self.root / f"{seqno:016d}-{'b' if header.kind == 'batch' else 'g'}{SUFFIX}"
+        final = self.root / f"{seqno:016d}-{tag}{SUFFIX}"
         last: OSError | None = None
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             tmp = self.root / f"{TMP_PREFIX}{uuid.uuid4().hex}"

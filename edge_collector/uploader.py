@@ -3,6 +3,8 @@
 Why: S3 outages are normal; the loop outside boto3 retries without end (exponential backoff +
 jitter) and a spool file is deleted only after the store confirmed the checksum-verified PUT, so an
 outage costs disk, never data. Keys come from content, so a retried PUT rewrites the same object.
+Other spool producers (the inference server's decision log) reuse it and observe it through the
+optional ``on_uploaded`` / ``on_error`` hooks to keep their own metrics.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import heapq
 import logging
 import random
 import time
+from collections.abc import Callable
 
 from edge_collector.metrics import CollectorMetrics
-from edge_collector.spool import Spool, SpoolCorruptError, SpoolEntry
+from edge_collector.spool import Spool, SpoolCorruptError, SpoolEntry, SpoolHeader
 from edge_collector.store import ObjectStore
 
 log = logging.getLogger("edge_collector.uploader")
@@ -32,6 +35,8 @@ class Uploader:
         concurrency: int = 4,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
+        on_uploaded: Callable[[SpoolHeader], None] | None = None,
+        on_error: Callable[[SpoolHeader, Exception], None] | None = None,
     ) -> None:
         self.spool = spool
         self.store = store
@@ -39,6 +44,8 @@ class Uploader:
         self.concurrency = concurrency
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
+        self.on_uploaded = on_uploaded  # called after the store confirmed and the file is deleted
+        self.on_error = on_error  # called on every failed PUT attempt (it is retried)
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._queue: list[tuple[int, SpoolEntry]] = []  # min-heap by seqno: oldest first, O(log n)
@@ -116,6 +123,8 @@ class Uploader:
                 break
             except Exception as exc:  # StoreError, botocore/network errors: all retried forever
                 self.metrics.upload_errors.inc()
+                if self.on_error is not None:
+                    self.on_error(header, exc)
                 log.warning(
                     "upload failed; will retry",
                     extra={
@@ -135,6 +144,8 @@ class Uploader:
         self.uploaded += 1
         self.metrics.uploads.labels(header.kind).inc()
         self.metrics.upload_bytes.inc(len(payload))
+        if self.on_uploaded is not None:
+            self.on_uploaded(header)
         log.debug(
             "uploaded", extra={"fields": {"event": "uploaded", "key": header.key, "bytes": len(payload)}}
         )

@@ -1,7 +1,7 @@
 """FastAPI app: POST /v1/recommendations, health, metrics, admin; resources owned by the lifespan.
 
 Why the lifespan owns everything: the model manager, decision log and background tasks (pointer poll,
-decision shipping) start before the first request and stop cleanly after the last one, and nothing
+decision upload) start before the first request and stop cleanly after the last one, and nothing
 lives in module globals, so tests can run several apps in one process.
 """
 
@@ -66,15 +66,6 @@ async def _poll_loop(manager: ModelManager, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-async def _ship_loop(decisions: DecisionLog, store: ObjectStore, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await asyncio.to_thread(decisions.ship, store)
-        except Exception:
-            log.exception("decision shipping failed")
-
-
 def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
     """A fully wired app; ``store`` overrides settings.store_url (tests inject a local store)."""
     metrics = Metrics()
@@ -93,17 +84,22 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
             segment_max_age_s=settings.segment_max_age_s,
         )
         await asyncio.to_thread(manager.load_cached)
-        decisions.start()
         app.state.manager = manager
         app.state.decisions = decisions
         tasks = []
+        upload_stop = asyncio.Event()
+        upload_task: asyncio.Task[None] | None = None
         if store is not None:
             tasks.append(
                 asyncio.create_task(_poll_loop(manager, settings.poll_interval_s), name="pointer-poll")
             )
-            tasks.append(
-                asyncio.create_task(_ship_loop(decisions, store, settings.ship_interval_s), name="ship")
+            uploader = decisions.uploader(
+                store,
+                retry_initial_s=min(0.5, settings.ship_interval_s),
+                retry_max_s=settings.ship_interval_s,
             )
+            upload_task = asyncio.create_task(uploader.run(upload_stop), name="decision-upload")
+        decisions.start()
         try:
             yield
         finally:
@@ -113,11 +109,11 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await asyncio.to_thread(decisions.close)
-            if store is not None:
-                try:
-                    await asyncio.wait_for(asyncio.to_thread(decisions.ship, store), SHUTDOWN_SHIP_TIMEOUT_S)
-                except (TimeoutError, StoreError):
+            if upload_task is not None:
+                if not await decisions.drain_uploads(SHUTDOWN_SHIP_TIMEOUT_S):
                     log.warning("decisions left in the spool at shutdown; shipped on next start")
+                upload_stop.set()
+                await upload_task
 
     app = FastAPI(
         title="Factory inference API",

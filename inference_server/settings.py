@@ -40,8 +40,8 @@ class Settings(BaseModel):
     poll_interval_s: float = Field(30.0, gt=0, le=86_400)
     deadline_s: float = Field(1.0, gt=0, le=60)
     max_body_bytes: int = Field(4096, ge=256, le=1_048_576)
-    decision_batch_records: int = Field(64, ge=1, le=100_000)
-    decision_flush_interval_s: float = Field(0.05, gt=0, le=10)
+    decision_batch_records: int = Field(512, ge=1, le=100_000)
+    decision_flush_interval_s: float = Field(1.0, gt=0, le=10)  # one object per line per second at most
     segment_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     segment_max_age_s: float = Field(60.0, gt=0)
     ship_interval_s: float = Field(10.0, gt=0)

@@ -21,9 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
+from edge_collector.spool import Spool
 from edge_collector.store import LocalDirStore, S3Store
 from inference_server import registry, trainer
 from inference_server.app import create_app
+from inference_server.decision_log import decode_segment
 from inference_server.lifecycle import ModelCache
 from inference_server.settings import Settings, load_settings
 from inference_server.simdata import productions_frame
@@ -353,7 +355,7 @@ def test_decisions_shipped_to_s3(
 
         def shipped() -> list[dict[str, Any]]:
             keys = list(store.list("decisions/"))
-            return [json.loads(line) for k in keys for line in store.get(k).splitlines()]
+            return [r for k in keys for r in decode_segment(store.get(k))]
 
         assert wait_until(lambda: len(shipped()) == 30)
     records = shipped()
@@ -363,7 +365,7 @@ def test_decisions_shipped_to_s3(
         k.startswith(("decisions/line=L1/date=", "decisions/line=L2/date=")) and "/t1-" in k for k in keys
     )
     assert all(r["model_version_number"] == 1 and r["status"] == 200 for r in records)
-    assert list((tmp_path / "spool" / "closed").iterdir()) == []  # deleted only after the store confirmed
+    assert list((tmp_path / "spool").glob("*.spl")) == []  # deleted only after the store confirmed
 
 
 def test_admin_promote_over_http(
@@ -448,9 +450,6 @@ def test_process_starts_with_s3_unreachable(tmp_path: Path, files_v1: dict[str, 
             proc.kill()
             proc.wait()
     # Nothing was lost while the cloud was away: the decision waits in the local spool.
-    spooled = [
-        json.loads(line)
-        for p in (tmp_path / "spool" / "closed").iterdir()
-        for line in p.read_text().splitlines()
-    ]
+    spool = Spool(tmp_path / "spool")
+    spooled = [r for e in spool.entries() for r in decode_segment(spool.read(e)[1])]
     assert len(spooled) == 1 and spooled[0]["status"] == (200 if cached else 503)
