@@ -56,7 +56,12 @@ def build_definitions() -> Definitions:
         assets=ALL_ASSETS,
         asset_checks=MODEL_CHECKS,
         schedules=MODEL_SCHEDULES,
-        sensors=[build_raw_objects_sensor(), productions_automation, aggregates_automation, *alerting_sensors],
+        sensors=[
+            build_raw_objects_sensor(),
+            productions_automation,
+            aggregates_automation,
+            *alerting_sensors,
+        ],
         resources={**resources_from_env(), **alerting_resources()},
     )
 
