@@ -28,8 +28,8 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-lock:
-	uv pip compile pyproject.toml --extra assets --extra inference --extra dev \
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra assets --extra inference --extra dev \
 	  --python-version 3.11 --generate-hashes -o requirements.lock
 
 lint: $(STAMP)
@@ -42,6 +42,7 @@ fmt: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q -p no:cacheprovider
 
 demo: $(STAMP)

@@ -167,7 +167,7 @@ class Demo:
 
         return run_pipeline(self.today, self.args.days, self.args.line)
 
-    def serve_model(self) -> Service:
+    def serve_model(self) -> tuple[Service, str]:
         _say("4/5 inference server: pull the promoted model from the store")
         port = free_port()
         server = Service(
@@ -185,9 +185,9 @@ class Demo:
             ready=lambda s: http_ok(f"http://127.0.0.1:{port}/health/ready"),
         )
         server.start(timeout_s=120)
-        server.env = {**server.env, "URL": f"http://127.0.0.1:{port}"}
-        print(f"ready on http://127.0.0.1:{port} (OpenAPI at /docs)")
-        return server
+        url = f"http://127.0.0.1:{port}"
+        print(f"ready on {url} (OpenAPI at /docs)")
+        return server, url
 
     def closed_loop(self, url: str) -> dict[str, Any]:
         _say(
@@ -288,9 +288,9 @@ def cli(argv: list[str] | None = None) -> int:
     demo.history()
     demo.live()
     pipeline = demo.dagster()
-    server = demo.serve_model()
+    server, url = demo.serve_model()
     try:
-        result = demo.closed_loop(server.env["URL"])
+        result = demo.closed_loop(url)
     finally:
         server.stop()
     report = result["evaluate"]
