@@ -115,17 +115,32 @@ class FrameDecoder:
     Validates magic, version, type and payload length as soon as those bytes arrive, so a bogus length is
     rejected before anything is buffered for it. Any error is fatal: framing cannot be re-synchronised
     after a bad header or CRC, so the decoder stays failed and the caller must close the connection.
+
+    Why it is shaped this way: READ responses are megabytes, received in many chunks. The header is
+    collected in a 12-byte buffer; after it validates, payload chunks are kept as they arrived (no growing
+    buffer, no re-slicing) and the CRC is updated per chunk while the chunk is still in cache. The payload
+    is joined exactly once when the frame is complete, after the CRC matched.
     """
 
     def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
-        self._buf = bytearray()
         self._max_payload = min(max_payload, MAX_PAYLOAD)
         self._error: ProtocolError | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._head = bytearray()  # header bytes of the current frame (< HEADER_SIZE until validated)
+        self._chunks: list[bytes | memoryview] = []  # payload chunks received so far
+        self._payload_have = 0
+        self._payload_len = -1  # -1: header not complete yet
+        self._msg_type = 0
+        self._request_id = 0
+        self._crc = 0  # running CRC32 over header + payload received so far
+        self._tail = bytearray()  # received bytes of the trailing CRC
 
     @property
     def buffered(self) -> int:
         """Bytes held waiting for the rest of a frame (never more than one frame's worth)."""
-        return len(self._buf)
+        return len(self._head) + self._payload_have + len(self._tail)
 
     @property
     def failed(self) -> bool:
@@ -135,58 +150,78 @@ class FrameDecoder:
         """Append received bytes; return every frame completed by them."""
         if self._error is not None:
             raise ProtocolError(f"stream unusable after earlier error: {self._error}", self._error.code)
-        self._buf += data
+        if not isinstance(data, bytes):
+            data = bytes(data)  # chunks are kept by reference: never hold a caller's mutable buffer
         frames: list[Frame] = []
+        view = memoryview(data)
+        pos, n = 0, len(data)
         try:
-            while True:
-                frame = self._next_frame()
-                if frame is None:
-                    return frames
-                frames.append(frame)
+            while pos < n:
+                if self._payload_len < 0:
+                    pos = self._take_header(view, pos)
+                    continue
+                want = self._payload_len - self._payload_have
+                if want:
+                    k = min(want, n - pos)
+                    piece = data if (pos == 0 and k == n) else view[pos : pos + k]
+                    self._chunks.append(piece)
+                    self._crc = zlib.crc32(piece, self._crc)
+                    self._payload_have += k
+                    pos += k
+                    continue
+                k = min(CRC_SIZE - len(self._tail), n - pos)
+                self._tail += view[pos : pos + k]
+                pos += k
+                if len(self._tail) == CRC_SIZE:
+                    frames.append(self._finish())
         except ProtocolError as exc:
             self._error = exc
-            self._buf = bytearray()
+            self._reset()
             raise
+        return frames
 
-    def _next_frame(self) -> Frame | None:
-        buf = self._buf
-        n = len(buf)
-        if n == 0:
-            return None
+    def _take_header(self, view: memoryview, pos: int) -> int:
+        """Consume header bytes from view[pos:], validating each field as soon as it is complete."""
+        head = self._head
+        k = min(HEADER_SIZE - len(head), len(view) - pos)
+        head += view[pos : pos + k]
+        n = len(head)
         # Reject garbage at the first wrong byte instead of waiting for a full header.
-        if buf[0] != MAGIC[0] or (n >= 2 and buf[1] != MAGIC[1]):
-            raise ProtocolError(f"bad magic {bytes(buf[:2]).hex()}, expected {MAGIC.hex()}")
-        if n >= 3 and buf[2] != VERSION:
+        if head[0] != MAGIC[0] or (n >= 2 and head[1] != MAGIC[1]):
+            raise ProtocolError(f"bad magic {bytes(head[:2]).hex()}, expected {MAGIC.hex()}")
+        if n >= 3 and head[2] != VERSION:
             raise ProtocolError(
-                f"unsupported protocol version {buf[2]} (this side speaks {VERSION})",
+                f"unsupported protocol version {head[2]} (this side speaks {VERSION})",
                 ErrorCode.UNSUPPORTED_VERSION,
             )
-        if n >= 4 and buf[3] not in _KNOWN_TYPES:
-            raise ProtocolError(f"unknown message type 0x{buf[3]:02x}", ErrorCode.UNKNOWN_TYPE)
-        if n < HEADER_SIZE:
-            return None
-        _, _, msg_type, request_id, payload_len = HEADER.unpack_from(buf, 0)
-        if payload_len > self._max_payload:
+        if n >= 4 and head[3] not in _KNOWN_TYPES:
+            raise ProtocolError(f"unknown message type 0x{head[3]:02x}", ErrorCode.UNKNOWN_TYPE)
+        if n == HEADER_SIZE:
+            _, _, msg_type, request_id, payload_len = HEADER.unpack_from(head, 0)
+            if payload_len > self._max_payload:
+                raise ProtocolError(
+                    f"payload_len {payload_len} exceeds limit {self._max_payload}",
+                    ErrorCode.TOO_LARGE,
+                    request_id,
+                )
+            self._msg_type, self._request_id, self._payload_len = msg_type, request_id, payload_len
+            self._crc = zlib.crc32(head)
+        return pos + k
+
+    def _finish(self) -> Frame:
+        """CRC complete: verify it, then hand out the payload (joined once) and start the next frame."""
+        (crc_wire,) = CRC.unpack_from(self._tail, 0)
+        if crc_wire != self._crc:
             raise ProtocolError(
-                f"payload_len {payload_len} exceeds limit {self._max_payload}",
-                ErrorCode.TOO_LARGE,
-                request_id,
-            )
-        total = HEADER_SIZE + payload_len + CRC_SIZE
-        if n < total:
-            return None
-        body_end = HEADER_SIZE + payload_len
-        (crc_wire,) = CRC.unpack_from(buf, body_end)
-        crc = zlib.crc32(memoryview(buf)[:body_end])
-        if crc != crc_wire:
-            raise ProtocolError(
-                f"CRC mismatch: frame says {crc_wire:08x}, computed {crc:08x}",
+                f"CRC mismatch: frame says {crc_wire:08x}, computed {self._crc:08x}",
                 ErrorCode.BAD_REQUEST,
-                request_id,
+                self._request_id,
             )
-        payload = bytes(buf[HEADER_SIZE:body_end])
-        del buf[:total]
-        return Frame(msg_type, request_id, payload)
+        chunks = self._chunks
+        payload = chunks[0] if len(chunks) == 1 and isinstance(chunks[0], bytes) else b"".join(chunks)
+        frame = Frame(self._msg_type, self._request_id, payload)
+        self._reset()
+        return frame
 
 
 # ---------------------------------------------------------------------------------------------- messages
@@ -519,8 +554,10 @@ def _decode_read_response(r: _Reader) -> ReadResponse:
             raise r.fail(f"read[{i}] status {status} is neither OK(0) nor GAP(1)")
         if reserved != 0:
             raise r.fail(f"read[{i}] reserved byte is {reserved}, must be 0")
-        block = r.take(count * SAMPLE_SIZE, f"read[{i}] samples ({count} x {SAMPLE_SIZE} bytes)")
-        rec = np.frombuffer(block, dtype=SAMPLE_DTYPE)
+        # Length checked against what is really there before numpy looks at it; then a view, no copy.
+        r.need(count * SAMPLE_SIZE, f"read[{i}] samples ({count} x {SAMPLE_SIZE} bytes)")
+        rec = np.frombuffer(r.data, dtype=SAMPLE_DTYPE, count=count, offset=r.pos)
+        r.pos += count * SAMPLE_SIZE
         reads.append(
             ChannelRead(
                 channel_id=cid,

@@ -40,6 +40,11 @@ __all__ = ["ChannelInfo", "ChannelRead", "ProtocolError", "SensorClient", "Senso
 
 _T = TypeVar("_T")
 
+# READ responses are megabytes: small reads (and the StreamReader's default 64 KiB limit, which pauses the
+# socket at 128 KiB buffered and re-registers it with epoll on every resume) cost more CPU per sample
+# than decoding. Up to 2 x 1 MiB may be buffered per connection before the transport pauses.
+_READ_CHUNK = 1 << 20
+
 
 class SensorError(Exception):
     """Structured ERROR frame from the server: `code` (ErrorCode or int) and the server's message."""
@@ -83,7 +88,9 @@ class SensorClient:
         if self._writer is not None:
             raise RuntimeError("SensorClient is already connected; close() it first")
         async with asyncio.timeout(self.connect_timeout):
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+            self._reader, self._writer = await asyncio.open_connection(
+                self.host, self.port, limit=_READ_CHUNK
+            )
         self._broken = None
         self._recv_task = asyncio.create_task(self._receive_loop(self._reader, FrameDecoder()))
 
@@ -156,7 +163,7 @@ class SensorClient:
     async def _receive_loop(self, reader: asyncio.StreamReader, decoder: FrameDecoder) -> None:
         try:
             while True:
-                data = await reader.read(1 << 16)
+                data = await reader.read(_READ_CHUNK)
                 if not data:
                     partial = f" with {decoder.buffered} bytes of a frame unread" if decoder.buffered else ""
                     raise ConnectionError(f"server closed the connection{partial}")
