@@ -58,4 +58,4 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run_all
 
 clean:
-	rm -rf $(VENV) .pytest_cache var .dagster_home
+	rm -rf $(VENV) .pytest_cache var test-artifacts

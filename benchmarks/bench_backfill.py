@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         from dagster import DagsterInstance
 
         from factory_assets.aggregates.assets import AGGREGATES_KEY
+        from factory_assets.aggregates.tables import DAILY_LINE_AGGREGATES
         from factory_assets.production.assets import PRODUCTIONS_KEY
         from factory_assets.resources.selection import resources_from_env
         from factory_sim.demo_pipeline import materialize_days, record_raw_objects
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         t2 = time.perf_counter()
         agg_runs = materialize_days(instance, resources, AGGREGATES_KEY, args.line, days, "aggregates")
         t3 = time.perf_counter()
-        rows = resources["warehouse"].fetch("daily_line_aggregates")
+        rows = resources["warehouse"].fetch(DAILY_LINE_AGGREGATES)
         wall = t3 - t0
         print(
             json.dumps(
