@@ -15,24 +15,31 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from fastapi import APIRouter, Depends, Request
 
 from edge_collector.spool import Spool
 from edge_collector.store import LocalDirStore, S3Store
 from inference_server import registry, trainer
-from inference_server.app import create_app
+from inference_server.app import OnePassJSONRoute, create_app
+from inference_server.auth import require_admin_key, require_api_key
 from inference_server.decision_log import decode_segment
 from inference_server.lifecycle import ModelCache
+from inference_server.recommender import NoFeasibleSetting
+from inference_server.schemas import RecommendationRequest
 from inference_server.settings import Settings, load_settings
 from inference_server.simdata import productions_frame
 from inference_server.testing import (
     ADMIN_KEY,
     API_KEY,
     auth,
+    bound_socket,
     client,
     lot_body,
     serve_in_thread,
@@ -218,6 +225,213 @@ def test_body_too_large_is_413(served: Any) -> None:
         "/v1/recommendations", content=chunks(), headers={**auth(), "content-type": "application/json"}
     )
     assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_declared_length_within_limit_does_not_bypass_counting(tmp_path: Path, http: str) -> None:
+    """Content-Length: 10 plus a 10 kB chunked body: h11 hands the app the chunked body (Transfer-Encoding
+    wins), httptools refuses the request. Either way no body over the limit reaches validation."""
+    pytest.importorskip(http)
+    app = create_app(settings_for(tmp_path))
+    sock = bound_socket()
+    server = uvicorn.Server(uvicorn.Config(app, http=http, log_config=None, access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: server.started)
+        body = json.dumps({**lot_body(), "lot_id": "x" * 10_000}).encode()
+        head = (
+            f"POST /v1/recommendations HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {API_KEY}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ).encode()
+        with socket.create_connection(sock.getsockname(), timeout=10) as conn:
+            conn.sendall(head + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"}") and not answer.endswith(b"received."):  # JSON or uvicorn's text
+                chunk = conn.recv(65536)
+                assert chunk, answer
+                answer += chunk
+        if http == "h11":
+            assert answer.startswith(b"HTTP/1.1 413 ") and b'"error":"body_too_large"' in answer, answer
+        else:
+            assert answer.startswith(b"HTTP/1.1 400 "), answer
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()
+
+
+_LOT = b'"lot":{"moisture":6,"hardness":65,"density":1.3,"impurity":0.5}'
+ONE_PASS = "application/json"  # served by OnePassJSONRoute's one-pass parse + validate
+GENERIC = "application/json; charset=utf-8"  # any other JSON content type: FastAPI's generic handler
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"line_id":"L1",' + _LOT + b"}",
+        b'{"line_id":"L1","lot_id":"L1-7",' + _LOT + b"}",
+        b'{"line_id":"L1","lot_id":null,' + _LOT + b"}",
+        b'{"line_id":"L1","lot":{"moisture":6e0,"hardness":65.0E0,"density":13e-1,"impurity":-0}}',
+        b'{"line_id":"L\\u0031",' + _LOT + b"}",  # escaped "1"
+        b'{"line_id":"L1","line_id":"L2",' + _LOT + b"}",  # duplicate key: the last one wins
+        b'\xef\xbb\xbf{"line_id":"L1",' + _LOT + b"}",  # UTF-8 BOM: only the generic parser takes it
+        b' \n{"line_id":"L1",' + _LOT + b"}\n",
+        b'{"line_id":"L1","lot":{"moisture":NaN,"hardness":65,"density":1.3,"impurity":0.5}}',
+        b'{"line_id":"L1","lot":{"moisture":6,"hardness":-Infinity,"density":1.3,"impurity":0.5}}',
+        b'{"line_id":"L1","lot":{"moisture":6,"hardness":65,"density":1.3,"impurity":1e400}}',
+        b'{"line_id":"L1","lot":{"moisture":6,"hardness":65,"density":1.3,"impurity":0.5,"x":1}}',
+        b'{"line_id":"L1",' + _LOT + b',"extra":1}',
+        b'{"line_id":"L1","lot":{"moisture":6,"hardness":65,"density":1.3}}',
+        b'{"lot":{"moisture":"6","hardness":true,"density":1.3,"impurity":0.5}}',
+        b'{"line_id":"L1","lot":[6,65,1.3,0.5]}',
+        b'{"line_id":"L1","lot_id":"",' + _LOT + b"}",
+        b'{"line_id":"\\ud800",' + _LOT + b"}",  # lone surrogate
+        b'{"line_id":"L1",' + _LOT + b"} x",
+        b'{"line_id":"L1",',
+        b"[]",
+        b"null",
+        b"   ",
+    ],
+)
+def test_one_pass_and_generic_paths_agree(served: Any, raw: bytes) -> None:
+    """The one-pass parser accepts a body only if FastAPI's generic path does, with the same values; a
+    body it refuses is reported by the generic path - the same status and body either way."""
+    _, c = served
+    answers = []
+    for content_type in (ONE_PASS, GENERIC):
+        r = c.post("/v1/recommendations", content=raw, headers={**auth(), "content-type": content_type})
+        body = r.json()
+        assert r.status_code in (200, 422) and r.headers["x-request-id"], r.text
+        if r.status_code == 200:
+            assert body["request_id"] == r.headers["x-request-id"]
+            body = {k: v for k, v in body.items() if k not in ("request_id", "latency_ms")}
+        answers.append((r.status_code, body))
+    assert answers[0] == answers[1]
+
+
+def test_content_type_and_empty_body(served: Any) -> None:
+    _, c = served
+    raw = json.dumps(lot_body()).encode()
+    for headers in ({"content-type": "text/plain"}, {}):  # not JSON: FastAPI's strict content type
+        r = c.post("/v1/recommendations", content=raw, headers={**auth(), **headers})
+        assert r.status_code == 422 and r.headers["x-request-id"]
+        assert r.json()["errors"] == [
+            {
+                "field": "body",
+                "rule": "model_attributes_type",
+                "message": "Input should be a valid dictionary or object to extract fields from",
+            }
+        ]
+    r = c.post("/v1/recommendations", content=b"", headers={**auth(), "content-type": ONE_PASS})
+    assert r.status_code == 422
+    assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [("body", "missing")]
+    r = c.post("/v1/recommendations", content=raw, headers={**auth(), "content-type": "application/x+json"})
+    assert r.status_code == 200, r.text
+
+
+def test_key_is_checked_before_the_body(served: Any) -> None:
+    """Without a valid key nothing about the body is revealed (nor parsed)."""
+    _, c = served
+    nan_body = b'{"line_id":"L1","lot":{"moisture":NaN,"hardness":65,"density":1.3,"impurity":0.5}}'
+    for raw in (b'{"line_id":', nan_body, b"[]"):
+        for headers in ({}, auth("wrong-key-0123456789")):
+            r = c.post("/v1/recommendations", content=raw, headers={**headers, "content-type": ONE_PASS})
+            assert r.status_code == 401 and r.json()["error"] == "unauthorized", r.text
+
+
+def test_openapi_describes_body_security_and_responses(served: Any) -> None:
+    _, c = served
+    spec = c.get("/openapi.json").json()
+    op = spec["paths"]["/v1/recommendations"]["post"]
+    assert op["requestBody"]["required"] is True
+    assert op["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RecommendationRequest"
+    }
+    assert op["security"] == [{"api_key": []}]
+    assert op["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RecommendationResponse"
+    }
+    assert {"401", "413", "422", "503"} <= set(op["responses"])
+    schemas = spec["components"]["schemas"]
+    request = schemas["RecommendationRequest"]
+    assert request["additionalProperties"] is False and set(request["required"]) == {"line_id", "lot"}
+    assert schemas["LotFigures"]["properties"]["moisture"]["minimum"] == 1.0
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["api_key"]["type"] == "http" and schemes["api_key"]["scheme"] == "bearer"
+    assert schemes["admin_key"]["type"] == "http" and schemes["admin_key"]["scheme"] == "bearer"
+    for path in ("/admin/reload", "/admin/promote"):
+        assert spec["paths"][path]["post"]["security"] == [{"admin_key": []}]
+    assert "swagger-ui" in c.get("/docs").text
+
+
+def test_one_pass_route_refuses_a_declaration_it_cannot_serve() -> None:
+    """It runs only the API-key check: a route declaring anything else must not be served by it."""
+
+    async def endpoint(body: RecommendationRequest, request: Request) -> None:
+        return None
+
+    async def no_request(body: RecommendationRequest) -> None:
+        return None
+
+    router = APIRouter()
+    router.add_api_route("/ok", endpoint, methods=["POST"], dependencies=[Depends(require_api_key)],
+                         route_class_override=OnePassJSONRoute)  # fmt: skip
+    for call, deps in (
+        (endpoint, [Depends(require_admin_key)]),
+        (endpoint, [Depends(require_api_key), Depends(require_admin_key)]),
+        (endpoint, []),
+        (no_request, [Depends(require_api_key)]),
+    ):
+        with pytest.raises(TypeError, match="runs only require_api_key"):
+            router.add_api_route(
+                "/x", call, methods=["POST"], dependencies=deps, route_class_override=OnePassJSONRoute
+            )
+
+
+def test_decision_record_fields(tmp_path: Path, files_v1: dict[str, bytes]) -> None:
+    """Each request's decision as docs/inference.md lists it; ``ts`` is ISO 8601 UTC (formatted by the
+    writer from the request's time)."""
+    cache_model(tmp_path / "cache", files_v1)
+    app = create_app(settings_for(tmp_path))
+    before = datetime.now(UTC)
+    with serve_in_thread(app) as url, client(url) as c:
+        ok = c.post("/v1/recommendations", json={**lot_body(), "lot_id": "L1-9"}, headers=auth()).json()
+        manager = app.state.manager
+        manager.current = dataclasses.replace(manager.current, recommender=Infeasible())
+        refused = c.post("/v1/recommendations", json=lot_body(line="L2"), headers=auth()).json()
+    after = datetime.now(UTC)
+    spool = Spool(tmp_path / "spool")
+    records = {r["request_id"]: r for e in spool.entries() for r in decode_segment(spool.read(e)[1])}
+    assert set(records) == {ok["request_id"], refused["request_id"]}
+    common = {"ts", "request_id", "line_id", "lot_id", "lot", "model_version", "model_version_number",
+              "status", "outcome", "latency_ms"}  # fmt: skip
+    good = records[ok["request_id"]]
+    assert set(good) == common | {"parameters", "predicted_quality", "predicted_fault_risk"}
+    assert good["status"] == 200 and good["outcome"] == "ok" and good["lot_id"] == "L1-9"
+    assert good["lot"] == {"moisture": 6.0, "hardness": 65.0, "density": 1.3, "impurity": 0.6}
+    assert good["parameters"] == ok["parameters"] and good["latency_ms"] == ok["latency_ms"]
+    assert (good["model_version"], good["model_version_number"]) == (ok["model_version"], 1)
+    bad = records[refused["request_id"]]
+    assert set(bad) == common | {"detail"}
+    assert (bad["status"], bad["outcome"], bad["line_id"], bad["lot_id"]) == (
+        503,
+        "model_unavailable",
+        "L2",
+        None,
+    )
+    for r in (good, bad):
+        ts = datetime.fromisoformat(r["ts"])
+        assert r["ts"].endswith("+00:00") and before <= ts <= after
+
+
+class Infeasible:
+    """A recommender that never finds a feasible setting (the operator decides)."""
+
+    bounded_cost = True
+
+    def recommend(self, lot: Any) -> Any:
+        raise NoFeasibleSetting("no candidate inside the support of history")
 
 
 class SlowRecommender:
