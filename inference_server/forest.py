@@ -1,4 +1,4 @@
-"""Vectorized numpy evaluator of the forward models' tree ensembles (QuickScorer-style bitmasks).
+"""Compiled evaluator of the forward models' tree ensembles (QuickScorer-style bitmasks).
 
 Why: XGBoost's ``inplace_predict`` costs ~0.2 ms of fixed overhead per call whatever the row count,
 and one recommendation needs two calls; that overhead alone exceeded the request budget. The artefact
@@ -9,13 +9,12 @@ How (QuickScorer, Lucchese et al. 2015): the leaves of each tree are numbered le
 state is a 64-bit mask of leaves still reachable. A split ``x[f] < thr`` that is FALSE for a row (the
 row goes right) removes the leaves of its left subtree; the exit leaf is the lowest surviving bit.
 Per feature, the splits sorted by threshold are false exactly for a prefix (``thr <= x``), so the
-AND of their masks per tree is precomputed for every prefix length: a row costs one ``searchsorted``
-and one table row per feature, and everything is an array operation over (rows, trees).
+AND of their masks per tree is precomputed for every prefix length: a row costs one binary search and
+one table row per feature. The loops themselves are numba kernels (inference_server/kernels.py).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import math
@@ -26,10 +25,11 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
+from inference_server import kernels
+from inference_server.kernels import ALL_LEAVES as _ALL
+from inference_server.kernels import MAX_LEAVES
+
 log = logging.getLogger(__name__)
-_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
-MAX_LEAVES = 64
-_F32_BIAS = 127  # a one-bit mask 2**k converted to float32 has biased exponent 127 + k (the leaf number)
 TRANSFORMS = {"reg:squarederror": "identity", "binary:logistic": "sigmoid"}
 
 
@@ -83,23 +83,27 @@ def _booster_trees(booster: xgb.Booster) -> tuple[list[_Tree], str]:
 
 
 class CompiledForest:
-    """Several boosters over the same features, evaluated together (one pass over all their trees)."""
+    """Several boosters over the same features, evaluated together by the compiled kernels.
+
+    The arrays are the kernels' flat layout (inference_server/kernels.py): per feature its sorted
+    distinct cuts ``cuts[cut_lo[f]:cut_hi[f]]`` and, from ``row_base[f]``, one table row per prefix of
+    them; tree ``t`` of booster ``b`` lies in ``tree_lo[b] <= t < tree_hi[b]``."""
 
     def __init__(self, boosters: Sequence[xgb.Booster], n_features: int, check: np.ndarray) -> None:
         parsed = [_booster_trees(b) for b in boosters]
         trees = [t for ts, _ in parsed for t in ts]
         self.n_features = n_features
-        self.transforms = [tf for _, tf in parsed]
         bounds = np.cumsum([0] + [len(ts) for ts, _ in parsed])
-        self.slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+        self.tree_lo = np.ascontiguousarray(bounds[:-1], dtype=np.int64)
+        self.tree_hi = np.ascontiguousarray(bounds[1:], dtype=np.int64)
+        self.sigmoid = np.array([tf == "sigmoid" for _, tf in parsed], dtype=np.bool_)
         n_trees = len(trees)
-        values = np.zeros((n_trees, MAX_LEAVES), dtype=np.float64)
+        values = np.zeros((n_trees, MAX_LEAVES), dtype=np.float32)
         for t, tree in enumerate(trees):
             values[t, : len(tree.leaves)] = tree.leaves
         self.values = values.ravel()
-        self.offsets = (np.arange(n_trees, dtype=np.int32) * MAX_LEAVES - _F32_BIAS)[None, :]
-        self.thresholds: list[np.ndarray] = []
-        self.tables: list[np.ndarray] = []
+        cuts_per_feature: list[np.ndarray] = []
+        tables: list[np.ndarray] = []
         for f in range(n_features):
             rows = [
                 (thr, t, mask) for t, tree in enumerate(trees) for ff, thr, mask in tree.splits if ff == f
@@ -113,64 +117,48 @@ class CompiledForest:
                 (slot.reshape(-1) + 1, np.array([r[1] for r in rows], dtype=np.intp)),
                 np.array([r[2] for r in rows], dtype=np.uint64),
             )
-            self.tables.append(np.bitwise_and.accumulate(table, axis=0))
-            self.thresholds.append(cuts)
-        self.base_margin = [0.0] * len(boosters)
+            tables.append(np.bitwise_and.accumulate(table, axis=0))
+            cuts_per_feature.append(cuts)
+        n_cuts = np.array([len(c) for c in cuts_per_feature], dtype=np.int64)
+        self.cut_hi = np.cumsum(n_cuts)
+        self.cut_lo = self.cut_hi - n_cuts
+        self.row_base = self.cut_lo + np.arange(n_features, dtype=np.int64)  # n_cuts + 1 rows each
+        self.cuts = np.ascontiguousarray(np.concatenate(cuts_per_feature), dtype=np.float32)
+        self.tables = np.ascontiguousarray(np.vstack(tables))
+        self.base = np.zeros(len(boosters), dtype=np.float64)
         self._calibrate(boosters, np.asarray(check, dtype=np.float32))
+
+    def kernel_args(self) -> tuple[np.ndarray, ...]:
+        """The forest arrays in the order the kernels take them."""
+        return (self.cuts, self.cut_lo, self.cut_hi, self.row_base, self.tables, self.values,
+                self.tree_lo, self.tree_hi, self.base, self.sigmoid)  # fmt: skip
 
     def _calibrate(self, boosters: Sequence[xgb.Booster], x: np.ndarray) -> None:
         """Take the base margin from the booster itself, then require agreement on every check row."""
-        sums = self._tree_sums(self._masks(x))
+        x64 = np.ascontiguousarray(x, dtype=np.float64)
+        identity = np.zeros(len(boosters), dtype=np.bool_)
+        sums = kernels.predict_rows(x64, *self.kernel_args()[:-2], self.base, identity)
         for i, booster in enumerate(boosters):
             margin = np.asarray(booster.inplace_predict(x, predict_type="margin", validate_features=False))
-            offset = margin.astype(np.float64) - sums[i]
-            self.base_margin[i] = float(np.median(offset))
+            self.base[i] = float(np.median(margin.astype(np.float64) - sums[i]))
+        got = self.predict(x64)
+        for i, booster in enumerate(boosters):
             want = np.asarray(booster.inplace_predict(x, validate_features=False), dtype=np.float64)
-            got = self.predict(x)[i]
-            if not np.allclose(got, want, rtol=1e-5, atol=1e-4):
-                worst = float(np.max(np.abs(got - want)))
+            if not np.allclose(got[i], want, rtol=1e-5, atol=1e-4):
+                worst = float(np.max(np.abs(got[i] - want)))
                 raise ForestUnsupported(f"booster {i}: compiled predictions differ by {worst:.3g}")
-
-    def _masks(self, x: np.ndarray) -> np.ndarray:
-        mask: np.ndarray | None = None
-        for f in range(self.n_features):
-            rows = self.tables[f][np.searchsorted(self.thresholds[f], x[:, f], side="right")]
-            mask = rows if mask is None else mask & rows
-        assert mask is not None
-        return mask
-
-    def _tree_sums(self, mask: np.ndarray) -> list[np.ndarray]:
-        low = mask & (np.uint64(0) - mask)  # lowest surviving bit = exit leaf
-        # its number = float32 exponent (exact for a power of two; 2**63 turns negative as int64, so
-        # the sign is masked off), then one gather of the leaf values
-        exponent = (low.view(np.int64).astype(np.float32).view(np.int32) >> 23) & 0xFF
-        leaf = self.values.take(exponent + self.offsets)
-        return [leaf[:, s].sum(axis=1) for s in self.slices]
-
-    def _finish(self, sums: list[np.ndarray]) -> list[np.ndarray]:
-        out = []
-        for s, base, tf in zip(sums, self.base_margin, self.transforms, strict=True):
-            margin = s + base
-            out.append(margin if tf == "identity" else 1.0 / (1.0 + np.exp(-margin)))
-        return out
 
     def predict(self, x: np.ndarray) -> list[np.ndarray]:
         """Predictions of each booster for rows ``x`` (n x n_features, finite)."""
-        return self._finish(self._tree_sums(self._masks(np.asarray(x, dtype=np.float32))))
+        rows = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float64)
+        return list(kernels.predict_rows(rows, *self.kernel_args()))
 
     def predict_fixed(self, head: np.ndarray, tail: np.ndarray) -> list[np.ndarray]:
         """Predictions for rows ``[head, tail[i]]``: the leading features are the same for every row
         (one lot, many settings), so their masks are looked up once."""
-        head32 = np.asarray(head, dtype=np.float32)
-        tail32 = np.asarray(tail, dtype=np.float32)
-        mask = np.full(self.tables[0].shape[1], _ALL, dtype=np.uint64)
-        for f, v in enumerate(head32):
-            mask = mask & self.tables[f][np.searchsorted(self.thresholds[f], v, side="right")]
-        n_head = len(head32)
-        for j in range(tail32.shape[1]):
-            f = n_head + j
-            mask = mask & self.tables[f][np.searchsorted(self.thresholds[f], tail32[:, j], side="right")]
-        return self._finish(self._tree_sums(np.atleast_2d(mask)))
+        h = np.ascontiguousarray(head, dtype=np.float64)
+        t = np.ascontiguousarray(np.atleast_2d(tail), dtype=np.float64)
+        return list(kernels.predict_fixed(h, t, *self.kernel_args()))
 
 
 def compile_boosters(

@@ -20,6 +20,7 @@ moves the setting only when it predicts a clear gain, and vetoes risky or unsupp
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from dataclasses import dataclass
@@ -29,8 +30,10 @@ import numpy as np
 import xgboost as xgb
 from scipy.spatial import cKDTree
 
+from inference_server import kernels
 from inference_server.features import FEATURES, LOT_FEATURES, PARAM_BOUNDS, PARAM_FEATURES
 from inference_server.forest import CompiledForest, compile_boosters
+from inference_server.neighbours import build_lot_index
 
 MAX_CANDIDATES = 512
 LATTICE_STEPS = (-1.5, 0.0, 1.5)  # in units of the prior's residual std, per parameter
@@ -38,7 +41,10 @@ LATTICE_STEPS = (-1.5, 0.0, 1.5)  # in units of the prior's residual std, per pa
 # 116 candidates) measured as good or better vs the expert on held-out and season-drifted lots, at a
 # third of the scoring work (docs/inference.md, Benchmark).
 NEIGHBOURS = 12
-SUPPORT_NEIGHBOURS = 96  # support distance is measured to the rows of the most similar historical lots
+# Support distance is measured to the rows of the most similar historical lots. 48 (formerly 96; the
+# trainer calibrates the threshold with the same count) gave equal or better held-out and drifted-lot
+# quality against the expert and the same fallbacks, at three quarters of the search cost (docs/inference.md).
+SUPPORT_NEIGHBOURS = 48
 CHECK_ROWS = 256  # rows on which the compiled forest must agree with the boosters before it is used
 N_LOT = len(LOT_FEATURES)
 
@@ -55,7 +61,6 @@ class Recommendation:
     predicted_quality: float  # expected QA score (no-fault quality x (1 - fault risk))
     predicted_fault_risk: float
     candidates: int
-    feasible: int
 
 
 def lot_design(lots: np.ndarray) -> np.ndarray:
@@ -100,7 +105,9 @@ class Recommender:
         self.prior_std = np.asarray(search["prior_resid_std"], dtype=np.float64)
         self.safe_lo = np.array([PARAM_BOUNDS[p][0] for p in PARAM_FEATURES])
         self.safe_hi = np.array([PARAM_BOUNDS[p][1] for p in PARAM_FEATURES])
-        self.lattice = np.array(list(itertools.product(LATTICE_STEPS, repeat=3))) * self.prior_std
+        # the lattice around the prior, without its centre (that is the prior itself, candidate 0)
+        steps = [p for p in itertools.product(LATTICE_STEPS, repeat=3) if any(p)]
+        self.lattice = np.array(steps, dtype=np.float64) * self.prior_std
         self.k_neighbours = min(NEIGHBOURS, len(support))
         self.k_support = min(SUPPORT_NEIGHBOURS, len(support))
         total = 1 + len(self.lattice) + self.k_neighbours
@@ -111,12 +118,31 @@ class Recommender:
         self.forest: CompiledForest | None = compile_boosters(
             [quality, fault], len(FEATURES), self._check_rows(support)
         )
+        self._kernel_args: tuple[Any, ...] | None = None
+        if self.forest is not None:
+            if self.prior_coef.shape != (15, 3) or len(PARAM_FEATURES) != 3 or N_LOT != 4:
+                raise ValueError(f"search.prior_coef: expected 15 x 3, got shape {self.prior_coef.shape}")
+            index = build_lot_index(self.support_lot_norm)
+            self._kernel_args = (
+                self.prior_coef, np.ascontiguousarray(self.lattice), self.safe_lo.astype(np.float64),
+                self.safe_hi.astype(np.float64), self.lot_mean, self.lot_scale, self.par_mean,
+                self.par_scale, self.prior_std, index.points, index.order, index.bucket_lo,
+                index.bucket_hi, index.box_lo, index.box_hi,
+                np.ascontiguousarray(self.support_par_norm[index.order]),
+                np.ascontiguousarray(self.support_params[index.order]), self.k_neighbours,
+                self.k_support, self.fault_threshold, self.support_threshold, self.margin,
+                *self.forest.kernel_args(),
+            )  # fmt: skip
+            # compile (or load from numba's on-disk cache) now, while the model loads, not on the
+            # first request: a cold compile takes seconds and would blow the request deadline
+            with contextlib.suppress(NoFeasibleSetting):
+                self.recommend(tuple(float(v) for v in self.mean[:N_LOT]))
 
     @property
     def bounded_cost(self) -> bool:
-        """True when a search is a fixed amount of vectorized work (compiled trees over at most
-        MAX_CANDIDATES settings): cheap enough to run on the event loop instead of a worker thread."""
-        return self.forest is not None
+        """True when a search is the compiled kernel over at most MAX_CANDIDATES settings (tens of
+        microseconds): cheap enough to run on the event loop instead of a worker thread."""
+        return self._kernel_args is not None
 
     def _check_rows(self, support: np.ndarray) -> np.ndarray:
         """Historical rows plus historical lots with settings spread over the safety ranges: where the
@@ -128,10 +154,7 @@ class Recommender:
         return np.vstack([rows, spread])
 
     def predict(self, lot: np.ndarray, settings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(no-fault quality, fault risk) of one lot under each setting (k x 3)."""
-        if self.forest is not None and math.isfinite(float(lot.sum())):  # missing values: XGBoost's rules
-            q, r = self.forest.predict_fixed(lot, settings)
-            return q, r
+        """(no-fault quality, fault risk) of one lot under each setting (k x 3), by XGBoost itself."""
         x = np.hstack([np.broadcast_to(lot, (len(settings), N_LOT)), settings]).astype(np.float32)
         q = self.quality.inplace_predict(x, validate_features=False)
         r = self.fault.inplace_predict(x, validate_features=False)
@@ -170,22 +193,44 @@ class Recommender:
         d2 = (a_par * a_par).sum(axis=1)[:, None] + lot_d2[None, :] - 2.0 * (a_par @ b_par.T)
         return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
 
-    def recommend(self, lot_values: tuple[float, float, float, float]) -> Recommendation:
-        """Best feasible setting for a lot (moisture, hardness, density, impurity)."""
-        lot = np.asarray(lot_values, dtype=np.float64)
+    def search_reference(self, lot: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+        """The search in numpy with XGBoost's own predictions: what serves when the trees cannot be
+        compiled or the lot has missing values, and the oracle the compiled kernel is tested against.
+        Returns (candidates, fault risk, expected quality (-inf = infeasible), feasible count, best)."""
         cands, near = self.candidates(lot)
         q, r = self.predict(lot, cands)
         dist = self.support_distance(lot, cands, near)
         feasible = (r < self.fault_threshold) & (dist <= self.support_threshold)
         n_feasible = int(feasible.sum())
-        if n_feasible == 0:
-            raise NoFeasibleSetting(
-                f"none of {len(cands)} candidate settings is inside the support of history with fault risk "
-                f"< {self.fault_threshold}"
-            )
         expected = np.where(feasible, q * (1.0 - r), -np.inf)
+        if n_feasible == 0:
+            return cands, r, expected, 0, -1
         good = np.flatnonzero(expected >= expected.max() - self.margin)
         away = (((cands[good] - cands[0]) / self.prior_std) ** 2).sum(axis=1)
-        best = int(good[np.argmin(away)])
+        closest = good[away <= away.min() + kernels.TIE_TOLERANCE]  # equidistant lattice points:
+        return cands, r, expected, n_feasible, int(closest[np.argmax(expected[closest])])  # the better
+
+    def recommend(self, lot_values: tuple[float, float, float, float]) -> Recommendation:
+        """Best feasible setting for a lot (moisture, hardness, density, impurity)."""
+        lot = tuple(map(float, lot_values))  # one numba signature: a tuple of 4 floats
+        if self._kernel_args is not None:
+            best, n_cand, _, *setting, expected, risk = kernels.search(lot, *self._kernel_args)
+            if best >= 0:
+                params = dict(zip(PARAM_FEATURES, (round(v, 3) for v in setting), strict=True))
+                return Recommendation(params, expected, risk, n_cand)
+            if best == -1:
+                raise self._refusal(n_cand)
+        missing = [name for name, v in zip(LOT_FEATURES, lot, strict=True) if not math.isfinite(v)]
+        if missing:  # the API refuses these; a Python caller gets the operator, not a guess
+            raise NoFeasibleSetting(f"lot figure(s) {', '.join(missing)} not finite: no history to compare")
+        cands, r, expected_all, n_feasible, best = self.search_reference(np.asarray(lot, dtype=np.float64))
+        if n_feasible == 0:
+            raise self._refusal(len(cands))
         params = {name: round(float(cands[best, k]), 3) for k, name in enumerate(PARAM_FEATURES)}
-        return Recommendation(params, float(expected[best]), float(r[best]), len(cands), n_feasible)
+        return Recommendation(params, float(expected_all[best]), float(r[best]), len(cands))
+
+    def _refusal(self, n_cand: int) -> NoFeasibleSetting:
+        return NoFeasibleSetting(
+            f"none of {n_cand} candidate settings is inside the support of history with fault risk "
+            f"< {self.fault_threshold}"
+        )

@@ -1,0 +1,347 @@
+"""Compiled (numba) kernels of the request path: tree-ensemble scoring and the whole constrained search.
+
+Why compiled: one recommendation is ~40 candidate settings x ~300 trees plus a nearest-neighbour
+support check. As numpy array operations that is ~60 calls of 1-5 us fixed cost each and several MB of
+temporaries (0.2-0.6 ms a request, the cache thrashed by the web framework in between); as one loop
+nest it is tens of microseconds. ``cache=True`` keeps the machine code on disk (numba's own cache
+locator: next to this file, or the user cache directory when that is read-only), so only the first
+start after an install compiles.
+
+Forest layout (built by inference_server/forest.py, QuickScorer-style, Lucchese et al. 2015): leaves of
+each tree are numbered left to right; ``tables[row_base[f] + k, t]`` is the mask of tree t's leaves
+still reachable once the k smallest cuts of feature f are known to be <= x[f] (every split
+``x[f] < cut`` on them is false). The exit leaf is the lowest bit of the AND over features. Features are
+compared in float32, as XGBoost does. The search kernel mirrors Recommender's reference path (numpy +
+XGBoost) step by step; tests/test_inference_forest.py holds the two to the same answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros  # LLVM cttz: one instruction
+
+ALL_LEAVES = np.uint64(0xFFFFFFFFFFFFFFFF)
+MAX_LEAVES = 64
+TIE_TOLERANCE = 1e-9  # squared prior-std units: distances this close are equal (rounding noise)
+_N_PRIOR_TERMS = 15
+
+
+@njit(cache=True, inline="always")
+def _count_le(cuts: np.ndarray, lo: int, hi: int, value: np.float32) -> int:
+    """How many of the sorted cuts[lo:hi] are <= value (numpy's searchsorted side='right')."""
+    a, b = lo, hi
+    while a < b:
+        mid = (a + b) >> 1
+        if cuts[mid] <= value:
+            a = mid + 1
+        else:
+            b = mid
+    return a - lo
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _score(
+    head_mask: np.ndarray,
+    rows: np.ndarray,
+    tables: np.ndarray,
+    values: np.ndarray,
+    lo: int,
+    hi: int,
+    base: float,
+    sigmoid: bool,
+) -> float:
+    """Prediction of the booster made of trees ``lo:hi`` for one row: per tree, the exit leaf of
+    ``head_mask`` AND the table ``rows`` (hardware trailing-zero count), its value summed; ``reassoc``
+    lets the sum use several accumulators instead of one long dependency chain.
+
+    Three rows (one lot, three machine parameters: the search) take a fused loop, twice as fast as the
+    general one."""
+    s = 0.0
+    if rows.shape[0] == 3:
+        r0, r1, r2 = tables[rows[0]], tables[rows[1]], tables[rows[2]]
+        for t in range(lo, hi):
+            s += values[t * MAX_LEAVES + trailing_zeros(head_mask[t] & r0[t] & r1[t] & r2[t])]
+    else:
+        for t in range(lo, hi):
+            m = head_mask[t]
+            for j in range(rows.shape[0]):
+                m &= tables[rows[j], t]
+            s += values[t * MAX_LEAVES + trailing_zeros(m)]
+    s += base
+    return 1.0 / (1.0 + np.exp(-s)) if sigmoid else s
+
+
+@njit(cache=True)
+def _head_mask(
+    head: np.ndarray, cuts: np.ndarray, cut_lo: np.ndarray, cut_hi: np.ndarray, row_base: np.ndarray,
+    tables: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """Per-tree AND of the table rows of the leading features (the same for every candidate)."""
+    n_trees = tables.shape[1]
+    mask = np.full(n_trees, ALL_LEAVES, dtype=np.uint64)
+    for f in range(head.shape[0]):
+        r = row_base[f] + _count_le(cuts, cut_lo[f], cut_hi[f], np.float32(head[f]))
+        for t in range(n_trees):
+            mask[t] &= tables[r, t]
+    return mask
+
+
+@njit(cache=True)
+def predict_rows(
+    x: np.ndarray, cuts: np.ndarray, cut_lo: np.ndarray, cut_hi: np.ndarray, row_base: np.ndarray,
+    tables: np.ndarray, values: np.ndarray, tree_lo: np.ndarray, tree_hi: np.ndarray, base: np.ndarray,
+    sigmoid: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """Predictions (boosters x rows) for full feature rows ``x`` (rows x features, finite)."""
+    n, n_feat = x.shape
+    out = np.empty((tree_lo.shape[0], n), dtype=np.float64)
+    rows = np.empty(n_feat, dtype=np.int64)
+    head = np.full(tables.shape[1], ALL_LEAVES, dtype=np.uint64)
+    for i in range(n):
+        for f in range(n_feat):
+            rows[f] = row_base[f] + _count_le(cuts, cut_lo[f], cut_hi[f], np.float32(x[i, f]))
+        for b in range(tree_lo.shape[0]):
+            out[b, i] = _score(head, rows, tables, values, tree_lo[b], tree_hi[b], base[b], sigmoid[b])
+    return out
+
+
+@njit(cache=True)
+def predict_fixed(
+    head: np.ndarray, tail: np.ndarray, cuts: np.ndarray, cut_lo: np.ndarray, cut_hi: np.ndarray,
+    row_base: np.ndarray, tables: np.ndarray, values: np.ndarray, tree_lo: np.ndarray, tree_hi: np.ndarray,
+    base: np.ndarray, sigmoid: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """Predictions (boosters x rows) for rows ``[head, tail[i]]``: the head's masks are looked up once."""
+    mask = _head_mask(head, cuts, cut_lo, cut_hi, row_base, tables)
+    n_head = head.shape[0]
+    n, n_tail = tail.shape
+    out = np.empty((tree_lo.shape[0], n), dtype=np.float64)
+    rows = np.empty(n_tail, dtype=np.int64)
+    for i in range(n):
+        for j in range(n_tail):
+            f = n_head + j
+            rows[j] = row_base[f] + _count_le(cuts, cut_lo[f], cut_hi[f], np.float32(tail[i, j]))
+        for b in range(tree_lo.shape[0]):
+            out[b, i] = _score(mask, rows, tables, values, tree_lo[b], tree_hi[b], base[b], sigmoid[b])
+    return out
+
+
+@njit(cache=True)
+def nearest_lots(
+    a_lot: np.ndarray, points: np.ndarray, order: np.ndarray, bucket_lo: np.ndarray,
+    bucket_hi: np.ndarray, box_lo: np.ndarray, box_hi: np.ndarray, k: int,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The k rows of the bucket index (neighbours.LotIndex) closest to ``a_lot``: (positions, squared
+    distances), ascending by (distance, original row). Exact: buckets are visited by the distance to
+    their bounding box, and the scan stops when that exceeds the k-th best distance found so far.
+    (Equal distances at the k-th place are kept in scan order; historical lots are continuous figures,
+    and training data holds no duplicate lots.)"""
+    n_buckets, n_dim = box_lo.shape
+    bound = np.empty(n_buckets, dtype=np.float64)
+    for b in range(n_buckets):
+        acc = 0.0
+        for j in range(n_dim):
+            gap = max(max(box_lo[b, j] - a_lot[j], a_lot[j] - box_hi[b, j]), 0.0)
+            acc += gap * gap
+        bound[b] = acc
+    # bounded max-heap of the best k so far
+    heap_d = np.empty(k, dtype=np.float64)
+    heap_p = np.empty(k, dtype=np.int64)
+    size = 0
+    for b in np.argsort(bound):
+        if size == k and bound[b] > heap_d[0]:
+            break
+        for p in range(bucket_lo[b], bucket_hi[b]):
+            d = 0.0
+            for j in range(n_dim):
+                diff = points[p, j] - a_lot[j]
+                d += diff * diff
+            if size < k:  # sift up
+                pos = size
+                size += 1
+                while pos > 0:
+                    parent = (pos - 1) >> 1
+                    if heap_d[parent] >= d:
+                        break
+                    heap_d[pos], heap_p[pos] = heap_d[parent], heap_p[parent]
+                    pos = parent
+                heap_d[pos], heap_p[pos] = d, p
+            elif d < heap_d[0]:  # replace the worst, sift down
+                pos = 0
+                while True:
+                    child = 2 * pos + 1
+                    if child >= k:
+                        break
+                    if child + 1 < k and heap_d[child + 1] > heap_d[child]:
+                        child += 1
+                    if heap_d[child] <= d:
+                        break
+                    heap_d[pos], heap_p[pos] = heap_d[child], heap_p[child]
+                    pos = child
+                heap_d[pos], heap_p[pos] = d, p
+    # ascending by (distance, original row): a stable sort by distance of the survivors ordered by row
+    by_row = np.argsort(order[heap_p[:size]])
+    ranked = by_row[np.argsort(heap_d[:size][by_row], kind="mergesort")]
+    return heap_p[:size][ranked], heap_d[:size][ranked]
+
+
+@njit(cache=True)
+def search_arrays(
+    lot: np.ndarray,
+    prior_coef: np.ndarray,
+    lattice: np.ndarray,
+    safe_lo: np.ndarray,
+    safe_hi: np.ndarray,
+    lot_mean: np.ndarray,
+    lot_scale: np.ndarray,
+    par_mean: np.ndarray,
+    par_scale: np.ndarray,
+    prior_std: np.ndarray,
+    points: np.ndarray,
+    order: np.ndarray,
+    bucket_lo: np.ndarray,
+    bucket_hi: np.ndarray,
+    box_lo: np.ndarray,
+    box_hi: np.ndarray,
+    support_par_norm: np.ndarray,
+    support_params: np.ndarray,
+    k_neighbours: int,
+    k_support: int,
+    fault_threshold: float,
+    support_threshold: float,
+    margin: float,
+    cuts: np.ndarray,
+    cut_lo: np.ndarray,
+    cut_hi: np.ndarray,
+    row_base: np.ndarray,
+    tables: np.ndarray,
+    values: np.ndarray,
+    tree_lo: np.ndarray,
+    tree_hi: np.ndarray,
+    base: np.ndarray,
+    sigmoid: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The whole constrained search for one lot (Recommender.search_reference, compiled).
+
+    Returns (candidates k x 3, predictions 3 x k: quality, fault risk (NaN where not needed), expected
+    quality (-inf where infeasible or not needed), feasible candidates among those checked, best index
+    or -1 when nothing is feasible)."""
+    n_lot = lot.shape[0]
+    n_par = safe_lo.shape[0]
+    # prior policy: quadratic design row of the centred lot figures (recommender.lot_design)
+    m = lot[0] - 6.0
+    h = (lot[1] - 65.0) / 10.0
+    d = (lot[2] - 1.30) / 0.10
+    im = lot[3]
+    terms = np.array(
+        [1.0, m, h, d, im, m * m, h * h, d * d, im * im, m * h, m * d, m * im, h * d, h * im, d * im]
+    )
+    centre = np.zeros(n_par, dtype=np.float64)
+    for j in range(n_par):
+        acc = 0.0
+        for t in range(_N_PRIOR_TERMS):
+            acc += terms[t] * prior_coef[t, j]
+        centre[j] = acc
+    # the historical lots most similar to this one (normalized lot space); positions index the
+    # bucket-ordered support arrays
+    near, lot_d2 = nearest_lots(
+        (lot - lot_mean) / lot_scale, points, order, bucket_lo, bucket_hi, box_lo, box_hi, k_support
+    )
+    # candidates: the prior, a lattice around it, the settings used for the nearest lots; clipped
+    n_lattice = lattice.shape[0]
+    n_cand = 1 + n_lattice + k_neighbours
+    cands = np.empty((n_cand, n_par), dtype=np.float64)
+    for j in range(n_par):
+        cands[0, j] = centre[j]
+        for i in range(n_lattice):
+            cands[1 + i, j] = centre[j] + lattice[i, j]
+        for i in range(k_neighbours):
+            cands[1 + n_lattice + i, j] = support_params[near[i], j]
+    for i in range(n_cand):
+        for j in range(n_par):
+            cands[i, j] = min(max(cands[i, j], safe_lo[j]), safe_hi[j])
+    # quality model for every candidate (booster 0), then the rest in descending predicted quality:
+    # expected quality q * (1 - risk) never exceeds q, so once q is below the best expected quality
+    # found minus the margin, no later candidate can be chosen and its fault risk and support distance
+    # are not needed (when nothing is feasible, every candidate is checked: a refusal is exact)
+    pred = np.full((3, n_cand), np.nan)
+    mask = _head_mask(lot, cuts, cut_lo, cut_hi, row_base, tables)
+    rows = np.empty((n_cand, n_par), dtype=np.int64)
+    for i in range(n_cand):
+        for j in range(n_par):
+            f = n_lot + j
+            rows[i, j] = row_base[f] + _count_le(cuts, cut_lo[f], cut_hi[f], np.float32(cands[i, j]))
+        pred[0, i] = _score(mask, rows[i], tables, values, tree_lo[0], tree_hi[0], base[0], sigmoid[0])
+    # feasibility: inside the support of history (distance to the nearest of the near rows; their
+    # setting coordinates gathered feature-major so the loops vectorize) and fault risk (booster 1)
+    # under the threshold
+    k_near = near.shape[0]
+    near_par = np.empty((n_par, k_near), dtype=np.float64)
+    for q in range(k_near):
+        for j in range(n_par):
+            near_par[j, q] = support_par_norm[near[q], j]
+    d2 = np.empty(k_near, dtype=np.float64)
+    n_feasible = 0
+    best_value = -np.inf
+    pred[2, :] = -np.inf
+    for i in np.argsort(-pred[0], kind="mergesort"):
+        if pred[0, i] < best_value - margin:
+            break
+        for q in range(k_near):
+            d2[q] = lot_d2[q]
+        for j in range(n_par):
+            a = (cands[i, j] - par_mean[j]) / par_scale[j]
+            row = near_par[j]
+            for q in range(k_near):
+                diff = row[q] - a
+                d2[q] += diff * diff
+        if np.sqrt(max(d2.min(), 0.0)) > support_threshold:
+            continue
+        pred[1, i] = _score(mask, rows[i], tables, values, tree_lo[1], tree_hi[1], base[1], sigmoid[1])
+        if pred[1, i] < fault_threshold:
+            n_feasible += 1
+            pred[2, i] = pred[0, i] * (1.0 - pred[1, i])
+            best_value = max(best_value, pred[2, i])
+    if n_feasible == 0:
+        return cands, pred, 0, -1
+    # among settings within the margin of the best, the one closest to the prior (trust region); lattice
+    # points are equidistant from the prior, so equal distances go to the higher expected quality
+    away = np.full(n_cand, np.inf)
+    closest = np.inf
+    for i in range(n_cand):
+        if pred[2, i] >= best_value - margin:
+            acc = 0.0
+            for j in range(n_par):
+                step = (cands[i, j] - cands[0, j]) / prior_std[j]
+                acc += step * step
+            away[i] = acc
+            closest = min(closest, acc)
+    best = -1
+    for i in range(n_cand):
+        if away[i] <= closest + TIE_TOLERANCE and (best < 0 or pred[2, i] > pred[2, best]):
+            best = i
+    return cands, pred, n_feasible, best
+
+
+@njit(cache=True)
+def search(
+    lot: tuple[float, float, float, float], *model: Any
+) -> tuple[int, int, int, float, float, float, float, float]:
+    """The request path's entry: lot figures as a tuple of floats in, scalars out (no arrays to box).
+
+    Returns (best index, or -1 when nothing is feasible, or -2 when a lot figure is not finite and the
+    reference path must answer; candidates; feasible; the best setting's three parameters; its expected
+    quality; its fault risk). ``model`` is Recommender's kernel arguments, in search_arrays' order."""
+    values = np.empty(len(lot), dtype=np.float64)
+    for j in range(len(lot)):
+        if not np.isfinite(lot[j]):
+            return -2, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0
+        values[j] = lot[j]
+    cands, pred, n_feasible, best = search_arrays(values, *model)
+    if best < 0:
+        return best, cands.shape[0], n_feasible, 0.0, 0.0, 0.0, 0.0, 0.0
+    return (best, cands.shape[0], n_feasible, cands[best, 0], cands[best, 1], cands[best, 2], pred[2, best],
+            pred[1, best])  # fmt: skip
