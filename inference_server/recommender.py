@@ -23,8 +23,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import xgboost as xgb
@@ -37,25 +36,26 @@ from inference_server.neighbours import build_lot_index
 
 MAX_CANDIDATES = 512
 LATTICE_STEPS = (-1.5, 0.0, 1.5)  # in units of the prior's residual std, per parameter
-# Settings of the most similar historical lots become candidates. 12 (and no global grid, formerly 64 of
-# 116 candidates) measured as good or better vs the expert on held-out and season-drifted lots, at a
-# third of the scoring work (docs/inference.md, Benchmark).
-NEIGHBOURS = 12
+# Settings of the most similar historical lots become candidates. 8 (formerly 12, and before that 64 of
+# 116 candidates with a global grid) measured as good or better vs the expert on held-out and
+# season-drifted lots, with less scoring work per request (docs/inference.md, Benchmark).
+NEIGHBOURS = 8
 # Support distance is measured to the rows of the most similar historical lots. 48 (formerly 96; the
 # trainer calibrates the threshold with the same count) gave equal or better held-out and drifted-lot
 # quality against the expert and the same fallbacks, at three quarters of the search cost (docs/inference.md).
 SUPPORT_NEIGHBOURS = 48
 CHECK_ROWS = 256  # rows on which the compiled forest must agree with the boosters before it is used
 N_LOT = len(LOT_FEATURES)
+_P0, _P1, _P2 = PARAM_FEATURES  # the kernel returns exactly these three, in this order
 
 
 class NoFeasibleSetting(Exception):
     """No candidate satisfies the constraints (lot far outside history): the operator decides."""
 
 
-@dataclass(frozen=True)
-class Recommendation:
-    """Best feasible setting and what the forward models predict for it."""
+class Recommendation(NamedTuple):
+    """Best feasible setting and what the forward models predict for it (a NamedTuple: immutable, and
+    built per request in a fraction of a frozen dataclass's time)."""
 
     parameters: dict[str, float]
     predicted_quality: float  # expected QA score (no-fault quality x (1 - fault risk))
@@ -214,12 +214,12 @@ class Recommender:
         """Best feasible setting for a lot (moisture, hardness, density, impurity)."""
         lot = tuple(map(float, lot_values))  # one numba signature: a tuple of 4 floats
         if self._kernel_args is not None:
-            best, n_cand, _, *setting, expected, risk = kernels.search(lot, *self._kernel_args)
-            if best >= 0:
-                params = dict(zip(PARAM_FEATURES, (round(v, 3) for v in setting), strict=True))
-                return Recommendation(params, expected, risk, n_cand)
-            if best == -1:
-                raise self._refusal(n_cand)
+            out = kernels.search(lot, *self._kernel_args)
+            if out[0] >= 0:  # (best, candidates, feasible, 3 parameters, expected quality, fault risk)
+                params = {_P0: round(out[3], 3), _P1: round(out[4], 3), _P2: round(out[5], 3)}
+                return Recommendation(params, out[6], out[7], out[1])
+            if out[0] == -1:
+                raise self._refusal(out[1])
         missing = [name for name, v in zip(LOT_FEATURES, lot, strict=True) if not math.isfinite(v)]
         if missing:  # the API refuses these; a Python caller gets the operator, not a guess
             raise NoFeasibleSetting(f"lot figure(s) {', '.join(missing)} not finite: no history to compare")

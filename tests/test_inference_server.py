@@ -667,3 +667,17 @@ def test_process_starts_with_s3_unreachable(tmp_path: Path, files_v1: dict[str, 
     spool = Spool(tmp_path / "spool")
     spooled = [r for e in spool.entries() for r in decode_segment(spool.read(e)[1])]
     assert len(spooled) == 1 and spooled[0]["status"] == (200 if cached else 503)
+
+
+def test_fast_json_response_renders_valid_json_only() -> None:
+    """pydantic-core renders the body; a non-finite float is refused (never the invalid token
+    Infinity/NaN on the wire), and a string that merely contains that text is rendered normally."""
+    from inference_server.errors import FastJSONResponse
+
+    body = {"line_id": "NaN-Infinity", "q": 95.25, "r": 1e-6, "n": 3, "text": "é"}
+    rendered = FastJSONResponse(body).body
+    assert json.loads(rendered) == body
+    assert FastJSONResponse({"q": 0.1}).body == b'{"q":0.1}'
+    for bad in (float("inf"), float("-inf"), float("nan")):
+        with pytest.raises(ValueError):
+            FastJSONResponse({"q": bad})
