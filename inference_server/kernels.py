@@ -74,6 +74,18 @@ def _score(
     return 1.0 / (1.0 + np.exp(-s)) if sigmoid else s
 
 
+@njit(cache=True, fastmath={"reassoc"})
+def _score_pair(
+    pair_mask: np.ndarray, row: np.ndarray, values: np.ndarray, lo: int, hi: int, base: float, sigmoid: bool
+) -> float:
+    """``_score`` for a row whose first two parameters' masks are already ANDed into ``pair_mask``."""
+    s = 0.0
+    for t in range(lo, hi):
+        s += values[t * MAX_LEAVES + trailing_zeros(pair_mask[t] & row[t])]
+    s += base
+    return 1.0 / (1.0 + np.exp(-s)) if sigmoid else s
+
+
 @njit(cache=True)
 def _head_mask(
     head: np.ndarray, cuts: np.ndarray, cut_lo: np.ndarray, cut_hi: np.ndarray, row_base: np.ndarray,
@@ -132,10 +144,11 @@ def predict_fixed(
 @njit(cache=True)
 def nearest_lots(
     a_lot: np.ndarray, points: np.ndarray, order: np.ndarray, bucket_lo: np.ndarray,
-    bucket_hi: np.ndarray, box_lo: np.ndarray, box_hi: np.ndarray, k: int,
+    bucket_hi: np.ndarray, box_lo: np.ndarray, box_hi: np.ndarray, k: int, n_sorted: int,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The k rows of the bucket index (neighbours.LotIndex) closest to ``a_lot``: (positions, squared
-    distances), ascending by (distance, original row). Exact: buckets are visited by the distance to
+    distances), the first ``n_sorted`` of them ascending by (distance, original row) (the search needs
+    the few nearest in order and the rest only as a set). Exact: buckets are visited by the distance to
     their bounding box, and the scan stops when that exceeds the k-th best distance found so far.
     (Equal distances at the k-th place are kept in scan order; historical lots are continuous figures,
     and training data holds no duplicate lots.)"""
@@ -182,10 +195,17 @@ def nearest_lots(
                     heap_d[pos], heap_p[pos] = heap_d[child], heap_p[child]
                     pos = child
                 heap_d[pos], heap_p[pos] = d, p
-    # ascending by (distance, original row): a stable sort by distance of the survivors ordered by row
-    by_row = np.argsort(order[heap_p[:size]])
-    ranked = by_row[np.argsort(heap_d[:size][by_row], kind="mergesort")]
-    return heap_p[:size][ranked], heap_d[:size][ranked]
+    # the first n_sorted ascending by (distance, original row), by selection (n_sorted is small); the
+    # rest of the k follow in heap order
+    pos_out, d_out = heap_p[:size].copy(), heap_d[:size].copy()
+    for i in range(min(n_sorted, size)):
+        m = i
+        for c in range(i + 1, size):
+            if d_out[c] < d_out[m] or (d_out[c] == d_out[m] and order[pos_out[c]] < order[pos_out[m]]):
+                m = c
+        pos_out[i], pos_out[m] = pos_out[m], pos_out[i]
+        d_out[i], d_out[m] = d_out[m], d_out[i]
+    return pos_out, d_out
 
 
 @njit(cache=True)
@@ -193,6 +213,8 @@ def search_arrays(
     lot: np.ndarray,
     prior_coef: np.ndarray,
     lattice: np.ndarray,
+    steps: np.ndarray,
+    prior_step: int,
     safe_lo: np.ndarray,
     safe_hi: np.ndarray,
     lot_mean: np.ndarray,
@@ -248,33 +270,66 @@ def search_arrays(
     # the historical lots most similar to this one (normalized lot space); positions index the
     # bucket-ordered support arrays
     near, lot_d2 = nearest_lots(
-        (lot - lot_mean) / lot_scale, points, order, bucket_lo, bucket_hi, box_lo, box_hi, k_support
+        (lot - lot_mean) / lot_scale,
+        points,
+        order,
+        bucket_lo,
+        bucket_hi,
+        box_lo,
+        box_hi,
+        k_support,
+        k_neighbours,
     )
-    # candidates: the prior, a lattice around it, the settings used for the nearest lots; clipped
-    n_lattice = lattice.shape[0]
-    n_cand = 1 + n_lattice + k_neighbours
+    # candidates: the prior, a lattice around it, the settings used for the nearest lots; clipped. The
+    # lattice takes 3 values per parameter (steps[s] = the step-s offsets; step 1 is 0, the prior), so
+    # its table rows are found once per (step, parameter) and pairs of them are ANDed once per tree
+    n_grid = lattice.shape[0]
+    n_steps = steps.shape[0]
+    n_cand = 1 + n_grid + k_neighbours
     cands = np.empty((n_cand, n_par), dtype=np.float64)
+    rows = np.empty((n_cand, n_par), dtype=np.int64)
+    step_of = np.empty((1 + n_grid, n_par), dtype=np.int64)
+    step_row = np.empty((n_steps, n_par), dtype=np.int64)
+    step_value = np.empty((n_steps, n_par), dtype=np.float64)
     for j in range(n_par):
-        cands[0, j] = centre[j]
-        for i in range(n_lattice):
-            cands[1 + i, j] = centre[j] + lattice[i, j]
-        for i in range(k_neighbours):
-            cands[1 + n_lattice + i, j] = support_params[near[i], j]
-    for i in range(n_cand):
+        f = n_lot + j
+        for st in range(n_steps):
+            v = min(max(centre[j] + steps[st, j], safe_lo[j]), safe_hi[j])
+            step_value[st, j] = v
+            step_row[st, j] = row_base[f] + _count_le(cuts, cut_lo[f], cut_hi[f], np.float32(v))
+        step_of[0, j] = prior_step
+        for i in range(n_grid):
+            step_of[1 + i, j] = lattice[i, j]
+    for i in range(1 + n_grid):
         for j in range(n_par):
-            cands[i, j] = min(max(cands[i, j], safe_lo[j]), safe_hi[j])
+            cands[i, j] = step_value[step_of[i, j], j]
+            rows[i, j] = step_row[step_of[i, j], j]
+    for i in range(1 + n_grid, n_cand):
+        for j in range(n_par):
+            f = n_lot + j
+            v = min(max(support_params[near[i - 1 - n_grid], j], safe_lo[j]), safe_hi[j])
+            cands[i, j] = v
+            rows[i, j] = row_base[f] + _count_le(cuts, cut_lo[f], cut_hi[f], np.float32(v))
     # quality model for every candidate (booster 0), then the rest in descending predicted quality:
     # expected quality q * (1 - risk) never exceeds q, so once q is below the best expected quality
     # found minus the margin, no later candidate can be chosen and its fault risk and support distance
     # are not needed (when nothing is feasible, every candidate is checked: a refusal is exact)
     pred = np.full((3, n_cand), np.nan)
     mask = _head_mask(lot, cuts, cut_lo, cut_hi, row_base, tables)
-    rows = np.empty((n_cand, n_par), dtype=np.int64)
-    for i in range(n_cand):
-        for j in range(n_par):
-            f = n_lot + j
-            rows[i, j] = row_base[f] + _count_le(cuts, cut_lo[f], cut_hi[f], np.float32(cands[i, j]))
-        pred[0, i] = _score(mask, rows[i], tables, values, tree_lo[0], tree_hi[0], base[0], sigmoid[0])
+    q_lo, q_hi = tree_lo[0], tree_hi[0]
+    pair = np.empty((n_steps * n_steps, tables.shape[1]), dtype=np.uint64)
+    for sa in range(n_steps):
+        ra = tables[step_row[sa, 0]]
+        for sb in range(n_steps):
+            rb = tables[step_row[sb, 1]]
+            pm = pair[sa * n_steps + sb]
+            for t in range(q_lo, q_hi):
+                pm[t] = mask[t] & ra[t] & rb[t]
+    for i in range(1 + n_grid):
+        pm = pair[step_of[i, 0] * n_steps + step_of[i, 1]]
+        pred[0, i] = _score_pair(pm, tables[rows[i, 2]], values, q_lo, q_hi, base[0], sigmoid[0])
+    for i in range(1 + n_grid, n_cand):
+        pred[0, i] = _score(mask, rows[i], tables, values, q_lo, q_hi, base[0], sigmoid[0])
     # feasibility: inside the support of history (distance to the nearest of the near rows; their
     # setting coordinates gathered feature-major so the loops vectorize) and fault risk (booster 1)
     # under the threshold

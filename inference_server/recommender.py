@@ -36,6 +36,7 @@ from inference_server.neighbours import build_lot_index
 
 MAX_CANDIDATES = 512
 LATTICE_STEPS = (-1.5, 0.0, 1.5)  # in units of the prior's residual std, per parameter
+PRIOR_STEP = LATTICE_STEPS.index(0.0)
 # Settings of the most similar historical lots become candidates. 8 (formerly 12, and before that 64 of
 # 116 candidates with a global grid) measured as good or better vs the expert on held-out and
 # season-drifted lots, with less scoring work per request (docs/inference.md, Benchmark).
@@ -105,9 +106,12 @@ class Recommender:
         self.prior_std = np.asarray(search["prior_resid_std"], dtype=np.float64)
         self.safe_lo = np.array([PARAM_BOUNDS[p][0] for p in PARAM_FEATURES])
         self.safe_hi = np.array([PARAM_BOUNDS[p][1] for p in PARAM_FEATURES])
-        # the lattice around the prior, without its centre (that is the prior itself, candidate 0)
-        steps = [p for p in itertools.product(LATTICE_STEPS, repeat=3) if any(p)]
-        self.lattice = np.array(steps, dtype=np.float64) * self.prior_std
+        # the lattice around the prior, without its centre (that is the prior itself, candidate 0): as
+        # offsets (the reference path) and as step indices per parameter (the kernel)
+        grid = [p for p in itertools.product(range(len(LATTICE_STEPS)), repeat=3) if p != (PRIOR_STEP,) * 3]
+        self.lattice_steps = np.array(grid, dtype=np.int64)
+        self.step_offsets = np.array(LATTICE_STEPS, dtype=np.float64)[:, None] * self.prior_std[None, :]
+        self.lattice = self.step_offsets[self.lattice_steps, np.arange(3)]
         self.k_neighbours = min(NEIGHBOURS, len(support))
         self.k_support = min(SUPPORT_NEIGHBOURS, len(support))
         total = 1 + len(self.lattice) + self.k_neighbours
@@ -124,7 +128,8 @@ class Recommender:
                 raise ValueError(f"search.prior_coef: expected 15 x 3, got shape {self.prior_coef.shape}")
             index = build_lot_index(self.support_lot_norm)
             self._kernel_args = (
-                self.prior_coef, np.ascontiguousarray(self.lattice), self.safe_lo.astype(np.float64),
+                self.prior_coef, self.lattice_steps, np.ascontiguousarray(self.step_offsets), PRIOR_STEP,
+                self.safe_lo.astype(np.float64),
                 self.safe_hi.astype(np.float64), self.lot_mean, self.lot_scale, self.par_mean,
                 self.par_scale, self.prior_std, index.points, index.order, index.bucket_lo,
                 index.bucket_hi, index.box_lo, index.box_hi,

@@ -90,11 +90,19 @@ def test_lot_index_returns_the_exact_nearest_rows(leaf_rows: int) -> None:
         for q in queries:
             pos, d2 = kernels.nearest_lots(
                 q, index.points, index.order, index.bucket_lo, index.bucket_hi, index.box_lo,
-                index.box_hi, k,
+                index.box_hi, k, k,
             )  # fmt: skip
             dist, want = tree.query(q, k=k)
             np.testing.assert_array_equal(index.order[pos], np.atleast_1d(want))
             np.testing.assert_allclose(np.sqrt(d2), np.atleast_1d(dist), rtol=1e-12)
+            # only the first few in order, the rest as a set (what the search asks for)
+            head, d2_head = kernels.nearest_lots(
+                q, index.points, index.order, index.bucket_lo, index.bucket_hi, index.box_lo,
+                index.box_hi, k, 3,
+            )  # fmt: skip
+            np.testing.assert_array_equal(index.order[head[:3]], np.atleast_1d(want)[:3])
+            assert sorted(index.order[head]) == sorted(np.atleast_1d(want))
+            np.testing.assert_allclose(np.sort(d2_head), d2, rtol=1e-12)
 
 
 def test_lot_index_orders_equal_distances_by_original_row() -> None:
@@ -103,7 +111,7 @@ def test_lot_index_orders_equal_distances_by_original_row() -> None:
     index = build_lot_index(points, 4)
     pos, d2 = kernels.nearest_lots(
         np.zeros(4), index.points, index.order, index.bucket_lo, index.bucket_hi, index.box_lo,
-        index.box_hi, 5,
+        index.box_hi, 5, 5,
     )  # fmt: skip
     np.testing.assert_array_equal(d2, 0.0)
     assert (index.order[pos] % 2 == 1).all()
