@@ -175,9 +175,7 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_handlers(app, settings.max_body_bytes)
     # label lookups take a lock and hash the labels: resolve the children once
-    outcome_counter = {
-        o: metrics.requests.labels(o) for o in ("ok", "model_unavailable", "deadline_exceeded")
-    }
+    stats = metrics.request_stats
 
     state = app.state  # the lifespan sets manager and decisions on it
     lot_values = operator.attrgetter(*LOT_FEATURES)  # pydantic floats, in the model's input order
@@ -200,7 +198,7 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
 
         def fallback(error: str, detail: str) -> JSONResponse:
             latency = (time.perf_counter() - started) * 1e3
-            outcome_counter[error].inc()
+            stats.count(error)
             decisions.append(
                 {**record, "status": 503, "outcome": error, "detail": detail, "latency_ms": latency}
             )
@@ -230,8 +228,8 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
         if elapsed > settings.deadline_s:
             return fallback("deadline_exceeded", f"recommendation took {elapsed * 1e3:.1f} ms > deadline")
         latency_ms = elapsed * 1e3
-        metrics.latency.observe(elapsed)
-        outcome_counter["ok"].inc()
+        stats.observe(elapsed)
+        stats.count("ok")
         record.update(status=200, outcome="ok", parameters=rec.parameters,
                       predicted_quality=rec.predicted_quality, predicted_fault_risk=rec.predicted_fault_risk,
                       latency_ms=latency_ms)  # fmt: skip

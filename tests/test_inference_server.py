@@ -681,3 +681,51 @@ def test_fast_json_response_renders_valid_json_only() -> None:
     for bad in (float("inf"), float("-inf"), float("nan")):
         with pytest.raises(ValueError):
             FastJSONResponse({"q": bad})
+
+
+def test_request_stats_expose_what_prometheus_counter_and_histogram_would() -> None:
+    """The lock-free request stats render exactly like prometheus_client's Counter and Histogram fed
+    the same updates (bucket edges included: a value equal to a bound counts in that bucket)."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from inference_server.metrics import LATENCY_BUCKETS, Metrics
+
+    ours = Metrics()
+    ref = CollectorRegistry()
+    counter = Counter("inference_requests", "Recommendation requests by outcome", ["outcome"], registry=ref)
+    hist = Histogram("inference_latency_seconds", "Server-side recommendation latency",
+                     buckets=LATENCY_BUCKETS, registry=ref)  # fmt: skip
+    for outcome in ("ok", "model_unavailable", "deadline_exceeded"):
+        counter.labels(outcome)
+    values = [*LATENCY_BUCKETS, 0.0, 0.00005, 0.0003, 0.0123, 3.0, 0.00025, 1e-7]
+    for i, v in enumerate(values):
+        outcome = ("ok", "ok", "model_unavailable", "deadline_exceeded")[i % 4]
+        ours.request_stats.count(outcome)
+        counter.labels(outcome).inc()
+        ours.request_stats.observe(v)
+        hist.observe(v)
+
+    def series(registry: CollectorRegistry, prefix: str) -> list[str]:
+        text = generate_latest(registry).decode()
+        return [line for line in text.splitlines() if line.startswith(prefix) and "_created" not in line]
+
+    for prefix in ("inference_requests_total", "inference_latency_seconds"):
+        assert series(ours.registry, prefix) == series(ref, prefix), prefix
+
+
+def test_request_id_prefix_is_redrawn_in_a_forked_child() -> None:
+    from inference_server.errors import _ids
+
+    parent = _ids.next()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report its first id and leave without running any cleanup
+        os.write(write, _ids.next().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == len(parent) == 32
+    assert child[:16] != parent[:16]
+    assert _ids.next()[:16] == parent[:16]
