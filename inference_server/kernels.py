@@ -1,6 +1,6 @@
 """Compiled (numba) kernels of the request path: tree-ensemble scoring and the whole constrained search.
 
-Why compiled: one recommendation is ~40 candidate settings x ~300 trees plus a nearest-neighbour
+Why compiled: one recommendation is ~35 candidate settings x ~300 trees plus a nearest-neighbour
 support check. As numpy array operations that is ~60 calls of 1-5 us fixed cost each and several MB of
 temporaries (0.2-0.6 ms a request, the cache thrashed by the web framework in between); as one loop
 nest it is tens of microseconds. ``cache=True`` keeps the machine code on disk (numba's own cache
@@ -12,7 +12,7 @@ each tree are numbered left to right; ``tables[row_base[f] + k, t]`` is the mask
 still reachable once the k smallest cuts of feature f are known to be <= x[f] (every split
 ``x[f] < cut`` on them is false). The exit leaf is the lowest bit of the AND over features. Features are
 compared in float32, as XGBoost does. The search kernel mirrors Recommender's reference path (numpy +
-XGBoost) step by step; tests/test_inference_forest.py holds the two to the same answers.
+XGBoost) step by step; tests/test_inference_search_kernel.py holds the two to the same answers.
 """
 
 from __future__ import annotations
@@ -150,8 +150,8 @@ def nearest_lots(
     distances), the first ``n_sorted`` of them ascending by (distance, original row) (the search needs
     the few nearest in order and the rest only as a set). Exact: buckets are visited by the distance to
     their bounding box, and the scan stops when that exceeds the k-th best distance found so far.
-    (Equal distances at the k-th place are kept in scan order; historical lots are continuous figures,
-    and training data holds no duplicate lots.)"""
+    (Rows at exactly the k-th distance are kept in scan order: lot figures are continuous measurements,
+    so exact ties at that place do not occur in practice.)"""
     n_buckets, n_dim = box_lo.shape
     bound = np.empty(n_buckets, dtype=np.float64)
     for b in range(n_buckets):

@@ -1,8 +1,10 @@
 """Constrained search for the best machine setting of one lot, scored by the forward models.
 
-Why this shape: a request must cost a fraction of a millisecond of CPU, so the candidate set is small
-and bounded (MAX_CANDIDATES) and both forward models score it in ONE pass of the compiled tree
-evaluator (inference_server/forest.py; XGBoost itself if the boosters cannot be compiled). Candidates
+Why this shape: a request must cost tens of microseconds of CPU, so the candidate set is small and
+bounded (MAX_CANDIDATES) and the whole search is ONE call of a compiled kernel (inference_server/
+kernels.py, over the boosters' table form from forest.py); ``search_reference`` is the same search in
+numpy with XGBoost's own predictions, used when the boosters cannot be compiled and as the kernel's
+test oracle. Candidates
 come from two model-free sources learned at training time: an outcome-weighted "best operators'
 policy" prior (a quadratic map lot -> setting) with a lattice around it, and the settings used for the
 most similar historical lots. Feasible = inside the hard safety limits, predicted fault
@@ -14,8 +16,9 @@ so the approximation can only refuse, never admit, a point).
 
 Choice: tree ensembles are piecewise constant and noisy near the optimum, so the raw argmax chases
 noise. Among feasible candidates whose predicted expected quality is within ``indifference_margin`` of
-the best, the one closest to the prior wins (a trust region around what worked in history); the model
-moves the setting only when it predicts a clear gain, and vetoes risky or unsupported settings.
+the best, the one closest to the prior wins (a trust region around what worked in history; lattice
+points at equal distance go to the higher prediction); the model moves the setting only when it
+predicts a clear gain, and vetoes risky or unsupported settings.
 """
 
 from __future__ import annotations
@@ -125,7 +128,10 @@ class Recommender:
         self._kernel_args: tuple[Any, ...] | None = None
         if self.forest is not None:
             if self.prior_coef.shape != (15, 3) or len(PARAM_FEATURES) != 3 or N_LOT != 4:
-                raise ValueError(f"search.prior_coef: expected 15 x 3, got shape {self.prior_coef.shape}")
+                raise ValueError(
+                    f"search: the compiled search needs 4 lot figures, 3 parameters and a 15 x 3 prior_coef, "
+                    f"got {N_LOT}, {len(PARAM_FEATURES)} and {self.prior_coef.shape}"
+                )
             index = build_lot_index(self.support_lot_norm)
             self._kernel_args = (
                 self.prior_coef, self.lattice_steps, np.ascontiguousarray(self.step_offsets), PRIOR_STEP,
@@ -200,7 +206,7 @@ class Recommender:
 
     def search_reference(self, lot: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
         """The search in numpy with XGBoost's own predictions: what serves when the trees cannot be
-        compiled or the lot has missing values, and the oracle the compiled kernel is tested against.
+        compiled, and the oracle the compiled kernel is tested against (finite lot figures only).
         Returns (candidates, fault risk, expected quality (-inf = infeasible), feasible count, best)."""
         cands, near = self.candidates(lot)
         q, r = self.predict(lot, cands)
