@@ -16,6 +16,7 @@ import random
 import re
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,13 +24,13 @@ from edge_collector.alerting import Notifier, notifier_from_env
 from edge_collector.budget import DiskBudget
 from edge_collector.config import CollectorConfig, ConfigError
 from edge_collector.cursors import CursorStore
-from edge_collector.ledger import GapLedger
+from edge_collector.ledger import REASON_SPOOL_CORRUPT, GapLedger
 from edge_collector.metrics import CollectorMetrics
 from edge_collector.poller import RETRYABLE, GroupPoller, PollContext
 from edge_collector.protocol import ChannelInfo
 from edge_collector.rawformat import GapRecord
 from edge_collector.sensor_client import SensorClient
-from edge_collector.spool import Spool
+from edge_collector.spool import Spool, SpoolEntry, SpoolHeader
 from edge_collector.store import ObjectStore, open_store
 from edge_collector.uploader import Uploader
 
@@ -184,7 +185,9 @@ class Collector:
         self.notifier = notifier if notifier is not None else _notifier_from_env(self.metrics)
         self.spool = Spool(cfg.spool_path, fsync=fsync)
         self.cursors = CursorStore(cfg.spool_path)
-        self.cursors.load_with_spool(self.spool)
+        self.cursors.load_with_spool(self.spool)  # quarantines files whose header is unreadable
+        if self.spool.quarantined:  # their ranges are unknown: counted and logged (spool_corrupt)
+            self.metrics.spool_corrupt.inc(self.spool.quarantined)
         self.cursors.persist()
         self.store = store if store is not None else open_configured_store(cfg)
         self.ledger = GapLedger(self.spool, self.metrics)
@@ -196,6 +199,7 @@ class Collector:
             concurrency=cfg.upload_concurrency,
             retry_initial_s=cfg.upload_retry_initial_s,
             retry_max_s=cfg.upload_retry_max_s,
+            on_corrupt=self._record_corrupt,
         )
         # No alert destination configured: no thread, no listener, no checks (behaviour as before).
         self.alerts: CollectorAlerts | None = None
@@ -205,6 +209,28 @@ class Collector:
         self.pollers: list[GroupPoller] = []
         self.metrics_port: int | None = None
         self.line: str | None = self.cursors.line
+
+    def _record_corrupt(self, header: SpoolHeader) -> SpoolEntry | None:
+        """(uploader thread) A batch / gap file quarantined before upload: its header still names the
+        exact seq ranges, which are recorded lost (reason ``spool_corrupt``) so nothing goes silent.
+        Times come from a poller's anchor when one is known, else the file's creation time."""
+        if header.kind not in ("batch", "gaps") or not header.ranges:
+            return None
+        now_ns = time.time_ns()
+        pollers = {cid: p for p in self.pollers for cid in p.channels}
+        gaps = []
+        for cid, (first, nxt) in sorted(header.ranges.items()):
+            if nxt <= first:
+                continue
+            poller = pollers.get(cid)
+            if poller is not None:
+                gaps.append(poller._gap(poller.channels[cid], first, nxt, REASON_SPOOL_CORRUPT, now_ns))
+            else:  # found before the sensor answered: no channel name / rate known yet
+                t_ns = header.created_ns
+                gaps.append(
+                    GapRecord(header.line, cid, "", first, nxt, t_ns, t_ns, now_ns, REASON_SPOOL_CORRUPT)
+                )
+        return self.ledger.record(header.line, gaps) if gaps else None
 
     async def _discover(self, stop: asyncio.Event) -> tuple[str, list[ChannelInfo]] | None:
         """Sensor line name and channel list, retried with backoff + jitter until reachable."""

@@ -21,6 +21,7 @@ REASON_RETENTION = "retention_expired"  # collector down / lagging / sensor unre
 REASON_BUDGET = "spool_budget_full"  # polling paused by the disk budget longer than retention
 REASON_SEQ_JUMP = "sensor_seq_jump"  # sensor answered ahead of the cursor without a GAP flag
 REASON_SEQ_BACKWARDS = "sensor_seq_backwards"  # sensor restarted behind our cursor: seqs re-issued, skipped
+REASON_SPOOL_CORRUPT = "spool_corrupt"  # a spool file failed its CRC and was quarantined before upload
 
 
 def estimate_ns(seq: int, anchor_seq: int, anchor_ns: int, rate_hz: float) -> int:

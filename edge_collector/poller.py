@@ -32,7 +32,7 @@ from edge_collector.metrics import CollectorMetrics
 from edge_collector.protocol import ChannelInfo, ChannelRead, ProtocolError
 from edge_collector.rawformat import ChannelBlock, GapRecord, RawBatch, batch_key, encode_batch
 from edge_collector.sensor_client import SensorClient, SensorError
-from edge_collector.spool import Spool, SpoolEntry, SpoolHeader
+from edge_collector.spool import Spool, SpoolEntry, SpoolHeader, SpoolWriteError
 
 log = logging.getLogger("edge_collector.poller")
 
@@ -107,6 +107,8 @@ class GroupPoller:
                         self._client = client
                     caught_up = await self.poll_cycle(self._client, stop)
                     backoff = self.ctx.reconnect_initial_s
+                except SpoolWriteError:
+                    raise  # an OSError, but not a connection problem: the daemon must stop (exit 1)
                 except RETRYABLE as exc:
                     self.ctx.metrics.poll_errors.labels(self.name).inc()
                     log.warning(

@@ -154,6 +154,7 @@ class Spool:
         self._entries: dict[int, SpoolEntry] = {}
         self._bytes = 0
         self._next_seqno = 0
+        self.quarantined = 0  # files moved to CORRUPT_DIR by this instance (start-up scan included)
         self._scan()
 
     # -- start-up -----------------------------------------------------------------------------
@@ -248,6 +249,7 @@ class Spool:
         with contextlib.suppress(FileNotFoundError):
             os.replace(entry.path, dest / entry.path.name)
         with self._lock:
+            self.quarantined += 1
             if self._entries.pop(entry.seqno, None) is not None:
                 self._bytes -= entry.size
         log.error(

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from edge_collector.metrics import CollectorMetrics
-from edge_collector.spool import Spool, SpoolCorruptError, SpoolEntry, SpoolHeader
+from edge_collector.spool import Spool, SpoolCorruptError, SpoolEntry, SpoolHeader, read_header
 from edge_collector.store import ObjectStore
 
 log = logging.getLogger("edge_collector.uploader")
@@ -37,6 +37,7 @@ class Uploader:
         retry_max_s: float = 30.0,
         on_uploaded: Callable[[SpoolHeader], None] | None = None,
         on_error: Callable[[SpoolHeader, Exception], None] | None = None,
+        on_corrupt: Callable[[SpoolHeader], SpoolEntry | None] | None = None,
     ) -> None:
         self.spool = spool
         self.store = store
@@ -46,6 +47,9 @@ class Uploader:
         self.retry_max_s = retry_max_s
         self.on_uploaded = on_uploaded  # called after the store confirmed and the file is deleted
         self.on_error = on_error  # called on every failed PUT attempt (it is retried)
+        # Called (in a worker thread) with the header of a quarantined file when its header is still
+        # readable, so the loss of its ranges can be recorded; a spool entry it returns is released.
+        self.on_corrupt = on_corrupt
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._queue: list[tuple[int, SpoolEntry]] = []  # min-heap by seqno: oldest first, O(log n)
@@ -111,7 +115,21 @@ class Uploader:
         except (SpoolCorruptError, OSError) as exc:
             if entry.path.exists():
                 self.metrics.spool_corrupt.inc()
+                damaged: SpoolHeader | None = None
+                with contextlib.suppress(SpoolCorruptError, OSError):
+                    damaged = read_header(entry.path)  # a CRC failure often leaves the header intact
                 self.spool.quarantine(entry, str(exc))
+                if damaged is not None and self.on_corrupt is not None:
+                    try:
+                        recorded = await asyncio.to_thread(self.on_corrupt, damaged)
+                    except Exception:  # e.g. SpoolWriteError: logged, the file stays in corrupt/
+                        log.exception(
+                            "recording a quarantined file failed",
+                            extra={"fields": {"event": "spool_corrupt_record_error", "key": damaged.key}},
+                        )
+                    else:
+                        if recorded is not None:
+                            self.release(recorded)
             return
         delay = self.retry_initial_s
         attempt = 0

@@ -45,10 +45,10 @@ ASSET_KEYS_QUERY = "query { assetNodes { assetKey { path } } }"
 
 
 def _require_chromium() -> None:
-    """In CI a missing browser is a failure (the Makefile's browser-deps installs it); locally a skip."""
+    """In CI a missing browser is a failure (the Makefile's system-deps installs it); locally a skip."""
     if CHROMIUM.exists():
         return
-    message = f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver (make browser-deps)"
+    message = f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver (make system-deps)"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
     pytest.skip(message)
