@@ -98,6 +98,23 @@ def cmd_verify(argv: list[str]) -> int:
     return 0
 
 
+def cmd_compile(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="inference-server compile",
+        description="Compile the search kernels into numba's cache (NUMBA_CACHE_DIR, else next to the "
+        "package or the user cache): container builds run this so a server starts without compiling.",
+    )
+    parser.parse_args(argv)
+    import time
+
+    from inference_server.recommender import compile_kernels
+
+    started = time.perf_counter()
+    compile_kernels()
+    print(json.dumps({"ok": True, "seconds": round(time.perf_counter() - started, 2)}))
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "serve": (cmd_serve, "run the recommendation API"),
     "promote": (
@@ -115,6 +132,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
         "point serving back at the previous (or a given) version",
     ),
     "verify": (cmd_verify, "verify a model directory (checksums, schema, smoke predictions)"),
+    "compile": (cmd_compile, "compile the search kernels into numba's cache (image builds)"),
 }
 
 

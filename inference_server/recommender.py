@@ -245,3 +245,31 @@ class Recommender:
             f"none of {n_cand} candidate settings is inside the support of history with fault risk "
             f"< {self.fault_threshold}"
         )
+
+
+def compile_kernels(seed: int = 0) -> Recommender:
+    """Build a small synthetic Recommender so every search kernel compiles into numba's cache.
+
+    Why: a cold compile takes seconds; container images run this at build time (no pandas or training
+    data needed: two tiny boosters on random rows of the real feature schema, so the kernels' argument
+    types are exactly those of a real model)."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    lots = np.column_stack([rng.uniform(4.0, 8.0, n), rng.uniform(55.0, 75.0, n),
+                            rng.uniform(1.25, 1.35, n), rng.uniform(0.2, 1.0, n)])  # fmt: skip
+    params = np.column_stack([rng.uniform(*PARAM_BOUNDS[p], n) for p in PARAM_FEATURES])
+    x = np.hstack([lots, params]).astype(np.float32)
+    common = {"max_depth": 3, "tree_method": "hist", "nthread": 1, "seed": seed}
+    quality = xgb.train({**common, "objective": "reg:squarederror"}, xgb.DMatrix(x, rng.normal(90, 5, n)), 8)
+    fault = xgb.train({**common, "objective": "binary:logistic"}, xgb.DMatrix(x, rng.random(n) < 0.1), 8)
+    prior = np.zeros((15, len(PARAM_FEATURES)))
+    prior[0] = params.mean(axis=0)
+    meta = {"search": {
+        "feature_mean": x.mean(axis=0).astype(float).tolist(), "feature_scale": x.std(axis=0).astype(float).tolist(),
+        "support": x.astype(float).tolist(), "support_threshold": 10.0, "fault_risk_threshold": 0.5,
+        "indifference_margin": 3.0, "prior_coef": prior.tolist(), "prior_resid_std": [1.0] * len(PARAM_FEATURES),
+    }}  # fmt: skip
+    rec = Recommender(quality, fault, meta)
+    if not rec.bounded_cost:
+        raise RuntimeError("the synthetic boosters did not compile: the search kernels are unavailable")
+    return rec

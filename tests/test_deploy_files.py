@@ -30,8 +30,9 @@ DOCKER = DEPLOY / "docker"
 DAGSTER = DEPLOY / "dagster"
 IAM = DEPLOY / "iam"
 CODE_PACKAGES = ("edge_collector", "inference_server", "factory_assets", "factory_sim")
-# Read by the AWS SDK / Dagster itself, not by our settings modules.
+# Read by the AWS SDK / Dagster / numba itself, not by our settings modules.
 EXTERNAL_ENV = {
+    "NUMBA_CACHE_DIR",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
@@ -464,6 +465,10 @@ def test_cloud_queue_and_monitoring_settings_load_in_a_real_instance(tmp_path: P
             (lim["key"], json.dumps(lim.get("value"))): lim["limit"] for lim in queue.tag_concurrency_limits
         }
         assert limits[("factory/job-kind", '"train"')] == 1
+        # ... and the training job's runs carry that tag, so the limit applies to them
+        from factory_assets.model.schedule import quality_model_job
+
+        assert quality_model_job.tags.get("factory/job-kind") == "train"
         assert instance.run_monitoring_enabled
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 1
 

@@ -135,3 +135,17 @@ def test_missing_lot_figures_are_refused(model: trainer.TrainedModel) -> None:
         for lot in ((float("nan"), 65.0, 1.3, 0.5), (6.0, 65.0, float("inf"), 0.5)):
             with pytest.raises(NoFeasibleSetting, match="not finite"):
                 engine.recommend(lot)
+
+
+def test_compile_kernels_builds_a_working_synthetic_search(capsys: pytest.CaptureFixture[str]) -> None:
+    """What image builds run (`inference-server compile`): a synthetic model with the real feature
+    schema compiles every kernel signature a trained model uses, without pandas or training data."""
+    from inference_server import cli
+    from inference_server.recommender import compile_kernels
+
+    rec = compile_kernels()
+    assert rec.bounded_cost
+    out = rec.recommend((6.0, 65.0, 1.3, 0.5))
+    assert set(out.parameters) == {"temperature", "feed_rate", "pressure"}
+    assert cli.main(["compile"]) == 0
+    assert '"ok": true' in capsys.readouterr().out

@@ -14,10 +14,14 @@ from dagster import (
 from factory_assets.model.assets import QUALITY_MODEL_KEY
 from factory_assets.model.partitions import QUARTERLY_CRON, QUARTERLY_PARTITIONS
 
+TRAIN_TAG_KEY, TRAIN_TAG_VALUE = "factory/job-kind", "train"
+
 quality_model_job = define_asset_job(
     "quality_model_job",
     selection=AssetSelection.assets(QUALITY_MODEL_KEY),
     description="Train, evaluate, publish and register the quality model of one quarter (with its checks).",
+    # the instance's run queue lets one run with this tag at a time (deploy/dagster/dagster.yaml)
+    tags={TRAIN_TAG_KEY: TRAIN_TAG_VALUE},
 )
 
 
