@@ -30,6 +30,7 @@ from inference_server.kernels import ALL_LEAVES as _ALL
 from inference_server.kernels import MAX_LEAVES
 
 log = logging.getLogger(__name__)
+_NO_HEAD = np.empty(0, dtype=np.float64)  # predict_fixed with no shared leading features: full rows
 TRANSFORMS = {"reg:squarederror": "identity", "binary:logistic": "sigmoid"}
 
 
@@ -137,7 +138,7 @@ class CompiledForest:
         """Take the base margin from the booster itself, then require agreement on every check row."""
         x64 = np.ascontiguousarray(x, dtype=np.float64)
         identity = np.zeros(len(boosters), dtype=np.bool_)
-        sums = kernels.predict_rows(x64, *self.kernel_args()[:-2], self.base, identity)
+        sums = kernels.predict_fixed(_NO_HEAD, x64, *self.kernel_args()[:-2], self.base, identity)
         for i, booster in enumerate(boosters):
             margin = np.asarray(booster.inplace_predict(x, predict_type="margin", validate_features=False))
             self.base[i] = float(np.median(margin.astype(np.float64) - sums[i]))
@@ -151,7 +152,7 @@ class CompiledForest:
     def predict(self, x: np.ndarray) -> list[np.ndarray]:
         """Predictions of each booster for rows ``x`` (n x n_features, finite)."""
         rows = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float64)
-        return list(kernels.predict_rows(rows, *self.kernel_args()))
+        return list(kernels.predict_fixed(_NO_HEAD, rows, *self.kernel_args()))
 
     def predict_fixed(self, head: np.ndarray, tail: np.ndarray) -> list[np.ndarray]:
         """Predictions for rows ``[head, tail[i]]``: the leading features are the same for every row

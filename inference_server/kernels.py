@@ -102,31 +102,13 @@ def _head_mask(
 
 
 @njit(cache=True)
-def predict_rows(
-    x: np.ndarray, cuts: np.ndarray, cut_lo: np.ndarray, cut_hi: np.ndarray, row_base: np.ndarray,
-    tables: np.ndarray, values: np.ndarray, tree_lo: np.ndarray, tree_hi: np.ndarray, base: np.ndarray,
-    sigmoid: np.ndarray,
-) -> np.ndarray:  # fmt: skip
-    """Predictions (boosters x rows) for full feature rows ``x`` (rows x features, finite)."""
-    n, n_feat = x.shape
-    out = np.empty((tree_lo.shape[0], n), dtype=np.float64)
-    rows = np.empty(n_feat, dtype=np.int64)
-    head = np.full(tables.shape[1], ALL_LEAVES, dtype=np.uint64)
-    for i in range(n):
-        for f in range(n_feat):
-            rows[f] = row_base[f] + _count_le(cuts, cut_lo[f], cut_hi[f], np.float32(x[i, f]))
-        for b in range(tree_lo.shape[0]):
-            out[b, i] = _score(head, rows, tables, values, tree_lo[b], tree_hi[b], base[b], sigmoid[b])
-    return out
-
-
-@njit(cache=True)
 def predict_fixed(
     head: np.ndarray, tail: np.ndarray, cuts: np.ndarray, cut_lo: np.ndarray, cut_hi: np.ndarray,
     row_base: np.ndarray, tables: np.ndarray, values: np.ndarray, tree_lo: np.ndarray, tree_hi: np.ndarray,
     base: np.ndarray, sigmoid: np.ndarray,
 ) -> np.ndarray:  # fmt: skip
-    """Predictions (boosters x rows) for rows ``[head, tail[i]]``: the head's masks are looked up once."""
+    """Predictions (boosters x rows) for rows ``[head, tail[i]]``: the head's masks are looked up once
+    (an empty head scores full feature rows)."""
     mask = _head_mask(head, cuts, cut_lo, cut_hi, row_base, tables)
     n_head = head.shape[0]
     n, n_tail = tail.shape

@@ -8,6 +8,7 @@ in the gap ledger with exact bounds, and nothing else. Virtual clock at 60x, ret
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import threading
@@ -96,11 +97,15 @@ class CollectorThread:
         return self.rc
 
 
-@pytest.fixture
-def rig(tmp_path: Path, s3_bucket: str, moto_server: str) -> Iterator[dict[str, Any]]:
+@contextlib.contextmanager
+def collector_rig(
+    tmp_path: Path, s3_bucket: str, moto_server: str, sensor_cls: type[SensorThread] = SensorThread
+) -> Iterator[dict[str, Any]]:
+    """A paused test clock, a sensor server (``sensor_cls``) behind a TCP fault proxy, moto behind an
+    HTTP fault proxy, and the spool path: what start/finish/check below work on."""
     clock = TestClock(T0_NS, SPEED)
     clock.pause()
-    sensor = SensorThread(clock, retention_s=RETENTION_S)
+    sensor = sensor_cls(clock, retention_s=RETENTION_S)
     tcp = TcpFaultProxy("127.0.0.1", sensor.port, seed=1)
     http = HttpFaultProxy(moto_server, seed=2)
     rig = {
@@ -117,6 +122,12 @@ def rig(tmp_path: Path, s3_bucket: str, moto_server: str) -> Iterator[dict[str, 
     tcp.close()
     http.close()
     rig["sensor"].stop()  # the restart test replaces the sensor
+
+
+@pytest.fixture
+def rig(tmp_path: Path, s3_bucket: str, moto_server: str) -> Iterator[dict[str, Any]]:
+    with collector_rig(tmp_path, s3_bucket, moto_server) as r:
+        yield r
 
 
 def make_cfg(rig: dict[str, Any], **over: Any) -> CollectorConfig:

@@ -38,12 +38,19 @@ from edge_collector.rawformat import (
     encode_batch,
 )
 from edge_collector.spool import CORRUPT_DIR, MAGIC, Spool, SpoolHeader, SpoolWriteError, read_header
-from edge_collector.store import LocalDirStore, S3Store
+from edge_collector.store import LocalDirStore
 from edge_collector.uploader import Uploader
 from factory_sim.server import SensorServer
 from factory_sim.signals import generate
-from tests.faultproxy import HttpFaultProxy, TcpFaultProxy
-from tests.test_collector_e2e import CollectorThread, check, cursors_on_disk, finish, make_cfg, start
+from tests.test_collector_e2e import (
+    CollectorThread,
+    check,
+    collector_rig,
+    cursors_on_disk,
+    finish,
+    make_cfg,
+    start,
+)
 from tests.test_collector_support import (
     T0_NS,
     Coverage,
@@ -117,26 +124,9 @@ class SkippingSensorThread(SensorThread):
 
 @pytest.fixture
 def rig(tmp_path: Path, s3_bucket: str, moto_server: str) -> Iterator[dict[str, Any]]:
-    """Same keys as tests/test_collector_e2e.py's rig (its start/finish/check helpers work on it)."""
-    clock = TestClock(T0_NS, SPEED)
-    clock.pause()
-    sensor = SkippingSensorThread(clock, retention_s=RETENTION_S)
-    tcp = TcpFaultProxy("127.0.0.1", sensor.port, seed=1)
-    http = HttpFaultProxy(moto_server, seed=2)
-    rig = {
-        "clock": clock,
-        "sensor": sensor,
-        "tcp": tcp,
-        "http": http,
-        "bucket": s3_bucket,
-        "store": S3Store(s3_bucket, endpoint_url=moto_server),
-        "spool": tmp_path / "spool",
-        "start": sensor.heads(),
-    }
-    yield rig
-    tcp.close()
-    http.close()
-    sensor.stop()
+    """tests/test_collector_e2e.py's rig with a sensor that skips sequence numbers."""
+    with collector_rig(tmp_path, s3_bucket, moto_server, SkippingSensorThread) as r:
+        yield r
 
 
 def exact_t_ns(sensor: SensorThread, cid: int, seq: int) -> int:
