@@ -7,12 +7,14 @@ nest it is tens of microseconds. ``cache=True`` keeps the machine code on disk (
 locator: next to this file, or the user cache directory when that is read-only), so only the first
 start after an install compiles.
 
-Forest layout (built by inference_server/forest.py, QuickScorer-style, Lucchese et al. 2015): leaves of
-each tree are numbered left to right; ``tables[row_base[f] + k, t]`` is the mask of tree t's leaves
-still reachable once the k smallest cuts of feature f are known to be <= x[f] (every split
-``x[f] < cut`` on them is false). The exit leaf is the lowest bit of the AND over features. Features are
-compared in float32, as XGBoost does. The search kernel mirrors Recommender's reference path (numpy +
-XGBoost) step by step; tests/test_inference_search_kernel.py holds the two to the same answers.
+Forest layout (built by inference_server/forest.py, QuickScorer-style, Lucchese et al. 2015), one set of
+arrays per booster: leaves of each tree are numbered left to right; ``tables[row_base[f] + k, t]`` is
+the mask of tree t's leaves still reachable once the k smallest cuts of feature f are known to be
+<= x[f] (every split ``x[f] < cut`` on them is false); masks are 16, 32 or 64-bit, the narrowest that
+holds the booster's largest tree. The exit leaf is the lowest bit of the AND over features, its value
+``values[t, leaf]``. Features are compared in float32, as XGBoost does. The search kernel mirrors
+Recommender's reference path (numpy + XGBoost) step by step; tests/test_inference_search_kernel.py
+holds the two to the same answers.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros  # LLVM cttz: one instruction
 
-ALL_LEAVES = np.uint64(0xFFFFFFFFFFFFFFFF)
 MAX_LEAVES = 64
 TIE_TOLERANCE = 1e-9  # squared prior-std units: distances this close are equal (rounding noise)
 _N_PRIOR_TERMS = 15
@@ -42,46 +43,48 @@ def _count_le(cuts: np.ndarray, lo: int, hi: int, value: np.float32) -> int:
     return a - lo
 
 
+@njit(cache=True, inline="always")
+def _row(cuts: np.ndarray, cut_lo: np.ndarray, cut_hi: np.ndarray, row_base: np.ndarray, f: int,
+         value: float) -> int:  # fmt: skip
+    """The table row of feature ``f`` at ``value``."""
+    return row_base[f] + _count_le(cuts, cut_lo[f], cut_hi[f], np.float32(value))
+
+
 @njit(cache=True, fastmath={"reassoc"})
 def _score(
-    head_mask: np.ndarray,
-    rows: np.ndarray,
-    tables: np.ndarray,
-    values: np.ndarray,
-    lo: int,
-    hi: int,
-    base: float,
+    head_mask: np.ndarray, rows: np.ndarray, tables: np.ndarray, values: np.ndarray, base: float,
     sigmoid: bool,
-) -> float:
-    """Prediction of the booster made of trees ``lo:hi`` for one row: per tree, the exit leaf of
-    ``head_mask`` AND the table ``rows`` (hardware trailing-zero count), its value summed; ``reassoc``
-    lets the sum use several accumulators instead of one long dependency chain.
+) -> float:  # fmt: skip
+    """Prediction of one booster for one row: per tree, the exit leaf of ``head_mask`` AND the table
+    ``rows`` (hardware trailing-zero count), its value summed; ``reassoc`` lets the sum use several
+    accumulators instead of one long dependency chain.
 
     Three rows (one lot, three machine parameters: the search) take a fused loop, twice as fast as the
     general one."""
     s = 0.0
+    n_trees = tables.shape[1]
     if rows.shape[0] == 3:
         r0, r1, r2 = tables[rows[0]], tables[rows[1]], tables[rows[2]]
-        for t in range(lo, hi):
-            s += values[t * MAX_LEAVES + trailing_zeros(head_mask[t] & r0[t] & r1[t] & r2[t])]
+        for t in range(n_trees):
+            s += values[t, trailing_zeros(head_mask[t] & r0[t] & r1[t] & r2[t])]
     else:
-        for t in range(lo, hi):
+        for t in range(n_trees):
             m = head_mask[t]
             for j in range(rows.shape[0]):
                 m &= tables[rows[j], t]
-            s += values[t * MAX_LEAVES + trailing_zeros(m)]
+            s += values[t, trailing_zeros(m)]
     s += base
     return 1.0 / (1.0 + np.exp(-s)) if sigmoid else s
 
 
 @njit(cache=True, fastmath={"reassoc"})
 def _score_pair(
-    pair_mask: np.ndarray, row: np.ndarray, values: np.ndarray, lo: int, hi: int, base: float, sigmoid: bool
+    pair_mask: np.ndarray, row: np.ndarray, values: np.ndarray, base: float, sigmoid: bool
 ) -> float:
     """``_score`` for a row whose first two parameters' masks are already ANDed into ``pair_mask``."""
     s = 0.0
-    for t in range(lo, hi):
-        s += values[t * MAX_LEAVES + trailing_zeros(pair_mask[t] & row[t])]
+    for t in range(pair_mask.shape[0]):
+        s += values[t, trailing_zeros(pair_mask[t] & row[t])]
     s += base
     return 1.0 / (1.0 + np.exp(-s)) if sigmoid else s
 
@@ -92,40 +95,36 @@ def _head_mask(
     tables: np.ndarray,
 ) -> np.ndarray:  # fmt: skip
     """Per-tree AND of the table rows of the leading features (the same for every candidate)."""
-    n_trees = tables.shape[1]
-    mask = np.full(n_trees, ALL_LEAVES, dtype=np.uint64)
+    mask = tables[row_base[0]].copy()  # any feature's row 0: no split decided yet, every leaf reachable
     for f in range(head.shape[0]):
-        r = row_base[f] + _count_le(cuts, cut_lo[f], cut_hi[f], np.float32(head[f]))
-        for t in range(n_trees):
-            mask[t] &= tables[r, t]
+        row = tables[_row(cuts, cut_lo, cut_hi, row_base, f, head[f])]
+        for t in range(mask.shape[0]):
+            mask[t] &= row[t]
     return mask
 
 
 @njit(cache=True)
 def predict_fixed(
     head: np.ndarray, tail: np.ndarray, cuts: np.ndarray, cut_lo: np.ndarray, cut_hi: np.ndarray,
-    row_base: np.ndarray, tables: np.ndarray, values: np.ndarray, tree_lo: np.ndarray, tree_hi: np.ndarray,
-    base: np.ndarray, sigmoid: np.ndarray,
+    row_base: np.ndarray, tables: np.ndarray, values: np.ndarray, base: float, sigmoid: bool,
 ) -> np.ndarray:  # fmt: skip
-    """Predictions (boosters x rows) for rows ``[head, tail[i]]``: the head's masks are looked up once
+    """One booster's predictions for rows ``[head, tail[i]]``: the head's masks are looked up once
     (an empty head scores full feature rows)."""
     mask = _head_mask(head, cuts, cut_lo, cut_hi, row_base, tables)
     n_head = head.shape[0]
     n, n_tail = tail.shape
-    out = np.empty((tree_lo.shape[0], n), dtype=np.float64)
+    out = np.empty(n, dtype=np.float64)
     rows = np.empty(n_tail, dtype=np.int64)
     for i in range(n):
         for j in range(n_tail):
-            f = n_head + j
-            rows[j] = row_base[f] + _count_le(cuts, cut_lo[f], cut_hi[f], np.float32(tail[i, j]))
-        for b in range(tree_lo.shape[0]):
-            out[b, i] = _score(mask, rows, tables, values, tree_lo[b], tree_hi[b], base[b], sigmoid[b])
+            rows[j] = _row(cuts, cut_lo, cut_hi, row_base, n_head + j, tail[i, j])
+        out[i] = _score(mask, rows, tables, values, base, sigmoid)
     return out
 
 
 @njit(cache=True)
 def nearest_lots(
-    a_lot: np.ndarray, points: np.ndarray, order: np.ndarray, bucket_lo: np.ndarray,
+    a_lot: np.ndarray, columns: np.ndarray, order: np.ndarray, bucket_lo: np.ndarray,
     bucket_hi: np.ndarray, box_lo: np.ndarray, box_hi: np.ndarray, k: int, n_sorted: int,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The k rows of the bucket index (neighbours.LotIndex) closest to ``a_lot``: (positions, squared
@@ -133,27 +132,46 @@ def nearest_lots(
     the few nearest in order and the rest only as a set). Exact: buckets are visited by the distance to
     their bounding box, and the scan stops when that exceeds the k-th best distance found so far.
     (Rows at exactly the k-th distance are kept in scan order: lot figures are continuous measurements,
-    so exact ties at that place do not occur in practice.)"""
+    so exact ties at that place do not occur in practice.)
+
+    Why this shape: a query reads about a fifth of the buckets, so the next bucket is picked by a scan
+    for the smallest remaining bound (no sort of all of them), and a bucket's distances are computed one
+    feature column at a time (``columns`` is feature-major: the loops vectorize) before the heap sees
+    them."""
     n_buckets, n_dim = box_lo.shape
     bound = np.empty(n_buckets, dtype=np.float64)
+    widest = 0
     for b in range(n_buckets):
         acc = 0.0
         for j in range(n_dim):
             gap = max(max(box_lo[b, j] - a_lot[j], a_lot[j] - box_hi[b, j]), 0.0)
             acc += gap * gap
         bound[b] = acc
+        widest = max(widest, bucket_hi[b] - bucket_lo[b])
+    dist = np.empty(widest, dtype=np.float64)
     # bounded max-heap of the best k so far
     heap_d = np.empty(k, dtype=np.float64)
     heap_p = np.empty(k, dtype=np.int64)
     size = 0
-    for b in np.argsort(bound):
-        if size == k and bound[b] > heap_d[0]:
+    for _ in range(n_buckets):
+        b = 0
+        for c in range(1, n_buckets):
+            if bound[c] < bound[b]:
+                b = c
+        if bound[b] == np.inf or (size == k and bound[b] > heap_d[0]):
             break
-        for p in range(bucket_lo[b], bucket_hi[b]):
-            d = 0.0
-            for j in range(n_dim):
-                diff = points[p, j] - a_lot[j]
-                d += diff * diff
+        bound[b] = np.inf  # visited
+        lo, n = bucket_lo[b], bucket_hi[b] - bucket_lo[b]
+        for q in range(n):
+            dist[q] = 0.0
+        for j in range(n_dim):
+            column = columns[j, lo : lo + n]
+            aj = a_lot[j]
+            for q in range(n):
+                diff = column[q] - aj
+                dist[q] += diff * diff
+        for q in range(n):
+            d, p = dist[q], lo + q
             if size < k:  # sift up
                 pos = size
                 size += 1
@@ -204,7 +222,7 @@ def search_arrays(
     par_mean: np.ndarray,
     par_scale: np.ndarray,
     prior_std: np.ndarray,
-    points: np.ndarray,
+    columns: np.ndarray,
     order: np.ndarray,
     bucket_lo: np.ndarray,
     bucket_hi: np.ndarray,
@@ -217,16 +235,22 @@ def search_arrays(
     fault_threshold: float,
     support_threshold: float,
     margin: float,
-    cuts: np.ndarray,
-    cut_lo: np.ndarray,
-    cut_hi: np.ndarray,
-    row_base: np.ndarray,
-    tables: np.ndarray,
-    values: np.ndarray,
-    tree_lo: np.ndarray,
-    tree_hi: np.ndarray,
-    base: np.ndarray,
-    sigmoid: np.ndarray,
+    q_cuts: np.ndarray,
+    q_cut_lo: np.ndarray,
+    q_cut_hi: np.ndarray,
+    q_row_base: np.ndarray,
+    q_tables: np.ndarray,
+    q_values: np.ndarray,
+    q_base: float,
+    q_sigmoid: bool,
+    f_cuts: np.ndarray,
+    f_cut_lo: np.ndarray,
+    f_cut_hi: np.ndarray,
+    f_row_base: np.ndarray,
+    f_tables: np.ndarray,
+    f_values: np.ndarray,
+    f_base: float,
+    f_sigmoid: bool,
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """The whole constrained search for one lot (Recommender.search_reference, compiled).
 
@@ -253,7 +277,7 @@ def search_arrays(
     # bucket-ordered support arrays
     near, lot_d2 = nearest_lots(
         (lot - lot_mean) / lot_scale,
-        points,
+        columns,
         order,
         bucket_lo,
         bucket_hi,
@@ -278,7 +302,7 @@ def search_arrays(
         for st in range(n_steps):
             v = min(max(centre[j] + steps[st, j], safe_lo[j]), safe_hi[j])
             step_value[st, j] = v
-            step_row[st, j] = row_base[f] + _count_le(cuts, cut_lo[f], cut_hi[f], np.float32(v))
+            step_row[st, j] = _row(q_cuts, q_cut_lo, q_cut_hi, q_row_base, f, v)
         step_of[0, j] = prior_step
         for i in range(n_grid):
             step_of[1 + i, j] = lattice[i, j]
@@ -291,30 +315,32 @@ def search_arrays(
             f = n_lot + j
             v = min(max(support_params[near[i - 1 - n_grid], j], safe_lo[j]), safe_hi[j])
             cands[i, j] = v
-            rows[i, j] = row_base[f] + _count_le(cuts, cut_lo[f], cut_hi[f], np.float32(v))
-    # quality model for every candidate (booster 0), then the rest in descending predicted quality:
-    # expected quality q * (1 - risk) never exceeds q, so once q is below the best expected quality
-    # found minus the margin, no later candidate can be chosen and its fault risk and support distance
-    # are not needed (when nothing is feasible, every candidate is checked: a refusal is exact)
+            rows[i, j] = _row(q_cuts, q_cut_lo, q_cut_hi, q_row_base, f, v)
+    # quality model for every candidate (``rows`` index its tables), then the rest in descending
+    # predicted quality: expected quality q * (1 - risk) never exceeds q, so once q is below the best
+    # expected quality found minus the margin, no later candidate can be chosen and its fault risk and
+    # support distance are not needed (when nothing is feasible, every candidate is checked: a refusal is exact)
     pred = np.full((3, n_cand), np.nan)
-    mask = _head_mask(lot, cuts, cut_lo, cut_hi, row_base, tables)
-    q_lo, q_hi = tree_lo[0], tree_hi[0]
-    pair = np.empty((n_steps * n_steps, tables.shape[1]), dtype=np.uint64)
+    q_mask = _head_mask(lot, q_cuts, q_cut_lo, q_cut_hi, q_row_base, q_tables)
+    n_q_trees = q_tables.shape[1]
+    pair = np.empty((n_steps * n_steps, n_q_trees), dtype=q_tables.dtype)
     for sa in range(n_steps):
-        ra = tables[step_row[sa, 0]]
+        ra = q_tables[step_row[sa, 0]]
         for sb in range(n_steps):
-            rb = tables[step_row[sb, 1]]
+            rb = q_tables[step_row[sb, 1]]
             pm = pair[sa * n_steps + sb]
-            for t in range(q_lo, q_hi):
-                pm[t] = mask[t] & ra[t] & rb[t]
+            for t in range(n_q_trees):
+                pm[t] = q_mask[t] & ra[t] & rb[t]
     for i in range(1 + n_grid):
         pm = pair[step_of[i, 0] * n_steps + step_of[i, 1]]
-        pred[0, i] = _score_pair(pm, tables[rows[i, 2]], values, q_lo, q_hi, base[0], sigmoid[0])
+        pred[0, i] = _score_pair(pm, q_tables[rows[i, 2]], q_values, q_base, q_sigmoid)
     for i in range(1 + n_grid, n_cand):
-        pred[0, i] = _score(mask, rows[i], tables, values, q_lo, q_hi, base[0], sigmoid[0])
+        pred[0, i] = _score(q_mask, rows[i], q_tables, q_values, q_base, q_sigmoid)
     # feasibility: inside the support of history (distance to the nearest of the near rows; their
-    # setting coordinates gathered feature-major so the loops vectorize) and fault risk (booster 1)
-    # under the threshold
+    # setting coordinates gathered feature-major so the loops vectorize) and fault risk (the fault
+    # model: its own tables, looked up only for the candidates that get this far) under the threshold
+    f_mask = _head_mask(lot, f_cuts, f_cut_lo, f_cut_hi, f_row_base, f_tables)
+    f_rows = np.empty(n_par, dtype=np.int64)
     k_near = near.shape[0]
     near_par = np.empty((n_par, k_near), dtype=np.float64)
     for q in range(k_near):
@@ -337,7 +363,9 @@ def search_arrays(
                 d2[q] += diff * diff
         if np.sqrt(max(d2.min(), 0.0)) > support_threshold:
             continue
-        pred[1, i] = _score(mask, rows[i], tables, values, tree_lo[1], tree_hi[1], base[1], sigmoid[1])
+        for j in range(n_par):
+            f_rows[j] = _row(f_cuts, f_cut_lo, f_cut_hi, f_row_base, n_lot + j, cands[i, j])
+        pred[1, i] = _score(f_mask, f_rows, f_tables, f_values, f_base, f_sigmoid)
         if pred[1, i] < fault_threshold:
             n_feasible += 1
             pred[2, i] = pred[0, i] * (1.0 - pred[1, i])

@@ -1,6 +1,6 @@
 """Bucket index of the historical lots, for the exact k-nearest-lot query of the compiled search.
 
-Why: every request needs the ~100 historical rows whose lots are closest to the incoming lot (their
+Why: every request needs the 48 historical rows whose lots are closest to the incoming lot (their
 settings become candidates, and they bound the support distance). Scanning all of up to 4,000 rows
 touches ~100 KB per request, which the web framework then evicts again. The rows are split at medians
 (widest dimension first) into buckets of at most ``LEAF_ROWS`` contiguous rows with a bounding box
@@ -21,7 +21,7 @@ LEAF_ROWS = 64
 class LotIndex:
     """Rows reordered bucket by bucket; ``order[p]`` is the original row of position ``p``."""
 
-    points: np.ndarray  # n x d, float64, bucket-ordered
+    columns: np.ndarray  # d x n, float64, bucket-ordered (feature-major: the distance loop vectorizes)
     order: np.ndarray  # n, int64
     bucket_lo: np.ndarray  # buckets, int64: first position
     bucket_hi: np.ndarray  # buckets, int64: end position
@@ -51,9 +51,8 @@ def build_lot_index(points: np.ndarray, leaf_rows: int = LEAF_ROWS) -> LotIndex:
     order = np.concatenate(buckets).astype(np.int64)
     sizes = np.array([len(b) for b in buckets], dtype=np.int64)
     hi = np.cumsum(sizes)
-    reordered = np.ascontiguousarray(points[order])
     return LotIndex(
-        points=reordered,
+        columns=np.ascontiguousarray(points[order].T),
         order=order,
         bucket_lo=hi - sizes,
         bucket_hi=hi,

@@ -137,7 +137,7 @@ class Recommender:
                 self.prior_coef, self.lattice_steps, np.ascontiguousarray(self.step_offsets), PRIOR_STEP,
                 self.safe_lo.astype(np.float64),
                 self.safe_hi.astype(np.float64), self.lot_mean, self.lot_scale, self.par_mean,
-                self.par_scale, self.prior_std, index.points, index.order, index.bucket_lo,
+                self.par_scale, self.prior_std, index.columns, index.order, index.bucket_lo,
                 index.bucket_hi, index.box_lo, index.box_hi,
                 np.ascontiguousarray(self.support_par_norm[index.order]),
                 np.ascontiguousarray(self.support_params[index.order]), self.k_neighbours,
@@ -259,9 +259,13 @@ def compile_kernels(seed: int = 0) -> Recommender:
                             rng.uniform(1.25, 1.35, n), rng.uniform(0.2, 1.0, n)])  # fmt: skip
     params = np.column_stack([rng.uniform(*PARAM_BOUNDS[p], n) for p in PARAM_FEATURES])
     x = np.hstack([lots, params]).astype(np.float32)
-    common = {"max_depth": 3, "tree_method": "hist", "nthread": 1, "seed": seed}
-    quality = xgb.train({**common, "objective": "reg:squarederror"}, xgb.DMatrix(x, rng.normal(90, 5, n)), 8)
-    fault = xgb.train({**common, "objective": "binary:logistic"}, xgb.DMatrix(x, rng.random(n) < 0.1), 8)
+    # the trainer's depths (6 and 4), so the trees need the same leaf-mask widths (64 and 16 bits) and
+    # the kernels the same signatures as a trained model's
+    common = {"tree_method": "hist", "nthread": 1, "seed": seed}
+    quality = xgb.train({**common, "max_depth": 6, "objective": "reg:squarederror"},
+                        xgb.DMatrix(x, rng.normal(90, 5, n)), 8)  # fmt: skip
+    fault = xgb.train({**common, "max_depth": 4, "objective": "binary:logistic"},
+                      xgb.DMatrix(x, rng.random(n) < 0.1), 8)  # fmt: skip
     prior = np.zeros((15, len(PARAM_FEATURES)))
     prior[0] = params.mean(axis=0)
     meta = {"search": {

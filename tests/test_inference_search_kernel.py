@@ -82,14 +82,14 @@ def test_lot_index_returns_the_exact_nearest_rows(leaf_rows: int) -> None:
     points = np.vstack([c + rng.normal(scale=0.4, size=(500, 4)) for c in centres])
     index = build_lot_index(points, leaf_rows)
     assert sorted(index.order.tolist()) == list(range(len(points)))
-    np.testing.assert_array_equal(index.points, points[index.order])
+    np.testing.assert_array_equal(index.columns, points[index.order].T)
     assert (index.bucket_hi - index.bucket_lo).max() <= leaf_rows
     tree = cKDTree(points)
     queries = np.vstack([points[:50] + 0.01, rng.normal(scale=6.0, size=(100, 4))])
     for k in (1, 12, 96):
         for q in queries:
             pos, d2 = kernels.nearest_lots(
-                q, index.points, index.order, index.bucket_lo, index.bucket_hi, index.box_lo,
+                q, index.columns, index.order, index.bucket_lo, index.bucket_hi, index.box_lo,
                 index.box_hi, k, k,
             )  # fmt: skip
             dist, want = tree.query(q, k=k)
@@ -97,7 +97,7 @@ def test_lot_index_returns_the_exact_nearest_rows(leaf_rows: int) -> None:
             np.testing.assert_allclose(np.sqrt(d2), np.atleast_1d(dist), rtol=1e-12)
             # only the first few in order, the rest as a set (what the search asks for)
             head, d2_head = kernels.nearest_lots(
-                q, index.points, index.order, index.bucket_lo, index.bucket_hi, index.box_lo,
+                q, index.columns, index.order, index.bucket_lo, index.bucket_hi, index.box_lo,
                 index.box_hi, k, 3,
             )  # fmt: skip
             np.testing.assert_array_equal(index.order[head[:3]], np.atleast_1d(want)[:3])
@@ -110,7 +110,7 @@ def test_lot_index_orders_equal_distances_by_original_row() -> None:
     points[::2] = 1.0  # 20 rows at distance 0 from the origin, 20 at distance 2
     index = build_lot_index(points, 4)
     pos, d2 = kernels.nearest_lots(
-        np.zeros(4), index.points, index.order, index.bucket_lo, index.bucket_hi, index.box_lo,
+        np.zeros(4), index.columns, index.order, index.bucket_lo, index.bucket_hi, index.box_lo,
         index.box_hi, 5, 5,
     )  # fmt: skip
     np.testing.assert_array_equal(d2, 0.0)
@@ -145,6 +145,10 @@ def test_compile_kernels_builds_a_working_synthetic_search(capsys: pytest.Captur
 
     rec = compile_kernels()
     assert rec.bounded_cost
+    # the same leaf-mask widths as a trained model's boosters (64 and 16 bits): the same signatures
+    widths = [tables.tables.dtype for tables in rec.forest.boosters]
+    assert widths == [tables.tables.dtype for tables in trained(7.0).recommender().forest.boosters]
+    assert widths == [np.uint64, np.uint16]
     out = rec.recommend((6.0, 65.0, 1.3, 0.5))
     assert set(out.parameters) == {"temperature", "feed_rate", "pressure"}
     assert cli.main(["compile"]) == 0
