@@ -1,8 +1,10 @@
-"""Long-running helper processes for the demo and `make up`: start, wait until ready, stop cleanly.
+"""Helper processes, started and stopped safely: the demo, `make up` and the end-to-end tests share these.
 
 Every service is a real subprocess (the same console scripts an operator runs), its output goes to a
 log file, and stopping is SIGTERM first (each daemon shuts down cleanly on it) and SIGKILL only after a
-grace period, so a stuck process can never hang the demo.
+grace period, so a stuck process can never hang the demo or a test run. Readiness is waited on by polling
+observable state (a port, an HTTP probe, a log line), never by fixed sleeps. Standard library only: the
+simulator's install must not grow for it.
 """
 
 from __future__ import annotations
@@ -16,13 +18,20 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class ServiceError(RuntimeError):
     """A service did not start or become ready; the message names it and points at its log."""
+
+
+class WaitTimeout(TimeoutError):
+    """`wait_for` ran out of time (its own type, so a probe's socket timeout is not mistaken for it)."""
 
 
 def free_port() -> int:
@@ -41,6 +50,78 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def wait_for(
+    what: str,
+    probe: Callable[[], T],
+    timeout_s: float,
+    interval_s: float = 0.2,
+    retry_on: tuple[type[Exception], ...] = (),
+) -> T:
+    """Call `probe` every `interval_s` until it returns something truthy, and return that.
+
+    An exception from `probe` ends the wait at once (a dead process should not cost the whole timeout),
+    except the `retry_on` types: transient errors such as "not listening yet" that just mean "not yet".
+    Raises WaitTimeout naming `what` and the last transient error."""
+    deadline = time.monotonic() + timeout_s
+    last = "no result"
+    while time.monotonic() < deadline:
+        value: T | None
+        try:
+            value = probe()
+        except retry_on as exc:
+            value, last = None, f"{type(exc).__name__}: {exc}"
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise WaitTimeout(f"timed out after {timeout_s:.0f}s waiting for {what} ({last})")
+
+
+def spawn(
+    argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `argv` in its own session (a new process group), stdout and stderr appended to `log_path`.
+
+    The own group lets `stop_groups` signal the process and every child it spawns, and keeps a Ctrl-C in
+    the terminal from reaching it before the caller's orderly stop. `env` is the complete environment
+    (None inherits ours)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    # ProcessLookupError: the group is gone already; PermissionError: only zombies left (some kernels).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def stop_groups(procs: Iterable[subprocess.Popen[bytes]], grace_s: float, sweep: bool = False) -> None:
+    """SIGTERM the process groups of `procs` (spawned by `spawn`), SIGKILL them after `grace_s` in total.
+
+    By default only groups whose leader still runs are signalled and killed. `sweep=True` signals and
+    kills every group regardless, for process trees whose children (a code server's run workers) may
+    outlive their parent."""
+    targets = [p for p in procs if sweep or p.poll() is None]
+    for proc in targets:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in targets:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    for proc in targets:
+        if sweep or proc.poll() is None:
+            _signal_group(proc, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+
+
 @dataclass
 class Service:
     """One subprocess with a log file and a readiness probe."""
@@ -55,26 +136,21 @@ class Service:
 
     def start(self, timeout_s: float = 60.0) -> Service:
         """Start the process and wait until `ready` says so (or it dies, or time runs out)."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            list(self.argv),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
-            cwd=self.cwd,
-            start_new_session=True,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServiceError(f"{self.name} exited with {self.proc.returncode}; see {self.log_path}")
-            if self.ready is None or self.ready(self):
-                return self
-            time.sleep(0.2)
-        self.stop()
-        raise ServiceError(f"{self.name} was not ready after {timeout_s:.0f} s; see {self.log_path}")
+        proc = self.proc = spawn(self.argv, self.log_path, env={**os.environ, **self.env}, cwd=self.cwd)
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise ServiceError(f"{self.name} exited with {proc.returncode}; see {self.log_path}")
+            return self.ready is None or self.ready(self)
+
+        try:
+            wait_for(self.name, ready, timeout_s, interval_s=0.2)
+        except WaitTimeout:
+            self.stop()
+            raise ServiceError(
+                f"{self.name} was not ready after {timeout_s:.0f} s; see {self.log_path}"
+            ) from None
+        return self
 
     def first_json_line(self) -> dict[str, object] | None:
         """The first JSON object the service logged (servers announce their port this way)."""
@@ -97,12 +173,5 @@ class Service:
         """SIGTERM the process group, SIGKILL after `grace_s`; returns the exit code."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):  # exited between poll() and killpg()
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+        stop_groups([self.proc], grace_s)
         return self.proc.returncode

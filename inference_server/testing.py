@@ -10,12 +10,13 @@ import contextlib
 import functools
 import socket
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import uvicorn
+
+from factory_sim.services import WaitTimeout, wait_for
 
 API_KEY = "test-api-key-0123456789"
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -49,11 +50,10 @@ def serve_in_thread(app: Any, timeout_s: float = 20.0) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + timeout_s
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
+    # Stop waiting as soon as the thread died too (a failing lifespan startup ends server.run).
+    wait_until(lambda: server.started or not thread.is_alive(), timeout_s, interval_s=0.01)
+    if not server.started:
+        raise RuntimeError("uvicorn did not start")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -62,14 +62,16 @@ def serve_in_thread(app: Any, timeout_s: float = 20.0) -> Iterator[str]:
         sock.close()
 
 
-def wait_until(predicate: Any, timeout_s: float = 20.0, interval_s: float = 0.05) -> bool:
-    """Poll ``predicate`` until true or timeout (tests wait on observable state, not on sleeps)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())
+def wait_until(predicate: Callable[[], Any], timeout_s: float = 20.0, interval_s: float = 0.05) -> bool:
+    """Poll ``predicate`` until true or timeout (tests wait on observable state, not on sleeps).
+
+    Returns a bool for ``assert wait_until(...)``; one last look after the deadline, so a slow
+    final interval does not turn a condition that holds into a failure."""
+    try:
+        wait_for("predicate", predicate, timeout_s, interval_s)
+    except WaitTimeout:
+        return bool(predicate())
+    return True
 
 
 def lot_body(moisture: float = 6.0, hardness: float = 65.0, density: float = 1.3, impurity: float = 0.6,

@@ -18,17 +18,18 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from factory_sim import services
+from factory_sim.services import free_port, spawn, stop_groups
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(sys.executable).parent
@@ -60,13 +61,6 @@ class LiveDagsterError(RuntimeError):
     """The deployment failed to start or a GraphQL call failed; the message carries the process logs."""
 
 
-def free_port() -> int:
-    """An ephemeral loopback port (dagster-webserver cannot report a port-0 binding back to us)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _orphan_guard() -> list[str]:
     """`setpriv --pdeathsig TERM` (util-linux) when available: if the test process is killed outright
     (SIGKILL, CI job cancelled) and stop() never runs, the servers still receive SIGTERM."""
@@ -79,17 +73,7 @@ def wait_for(what: str, probe: Callable[[], Any], timeout_s: float, interval_s: 
 
     Only connection-level errors (server not listening yet) are retried: a dead process or a GraphQL
     error fails at once instead of after the timeout."""
-    deadline = time.monotonic() + timeout_s
-    last: str = "no result"
-    while time.monotonic() < deadline:
-        try:
-            value = probe()
-        except httpx.HTTPError as exc:
-            value, last = None, f"{type(exc).__name__}: {exc}"
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what} ({last})")
+    return services.wait_for(what, probe, timeout_s, interval_s, retry_on=(httpx.HTTPError,))
 
 
 @dataclass
@@ -140,21 +124,15 @@ class LiveDagster:
         (self.root / "logs").mkdir(exist_ok=True)
         shutil.copyfile(REPO_ROOT / "dagster.yaml", self.home / "dagster.yaml")
 
+    def _log_path(self, name: str) -> Path:
+        return self.root / "logs" / f"{name}.log"
+
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = (self.root / "logs" / f"{name}.log").open("ab")
         # Own session: stop() signals the whole group (code servers and run workers are children).
-        self.procs[name] = subprocess.Popen(
-            _orphan_guard() + argv,
-            cwd=REPO_ROOT,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        self.procs[name] = spawn(_orphan_guard() + argv, self._log_path(name), env=self.env(), cwd=REPO_ROOT)
 
     def logs(self, name: str, tail: int = 4000) -> str:
-        path = self.root / "logs" / f"{name}.log"
+        path = self._log_path(name)
         return path.read_text(errors="replace")[-tail:] if path.exists() else ""
 
     def _check_alive(self, name: str) -> None:
@@ -227,20 +205,9 @@ class LiveDagster:
             raise LiveDagsterError(f"{exc}\n{self.logs('daemon')}") from exc
 
     def stop(self) -> None:
-        """SIGTERM every process group, wait, then SIGKILL the survivors' groups."""
-        for proc in self.procs.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for proc in self.procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        for proc in self.procs.values():
-            # Children (code servers, run workers) may outlive their parent: kill the group regardless.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+        """SIGTERM every process group, wait, then SIGKILL every group: children (code servers, run
+        workers) may outlive their parent, so even a group whose leader exited is swept."""
+        stop_groups(self.procs.values(), STOP_GRACE_S, sweep=True)
         self.procs.clear()
 
     # --- GraphQL ---------------------------------------------------------------------------------------
