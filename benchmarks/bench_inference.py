@@ -2,7 +2,8 @@
 endpoint measured in the same run, and training + evaluating a quarter of one line.
 
 Both servers run as separate processes with ONE uvicorn worker on 127.0.0.1; the same raw-socket async
-load generator drives both: a closed loop (fixed concurrency) for throughput, and an open loop paced at
+load generator drives both: a closed loop (fixed concurrency) for throughput, in rounds alternating
+between the two servers (the ratio is the median of the per-round ratios), and an open loop paced at
 --rate requests/s for latency percentiles. Because the shared 2-core host makes wall-clock figures noisy,
 ``cpu_per_request`` also reports CPU time (time.process_time) per search and per request driven through
 each ASGI app in-process, without sockets. Targets: throughput ratio >= 0.5, p99 < 5 ms at 200 req/s,
@@ -20,6 +21,7 @@ import json
 import os
 import random
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -185,6 +187,35 @@ async def open_loop(port: int, rate: float, duration_s: float, connections: int 
     return out
 
 
+def interleaved_load(
+    ports: dict[str, int], rounds: int, duration_s: float, concurrency: int, rate: float
+) -> dict[str, Any]:
+    """Closed-loop throughput of every server in alternating rounds (the order reversed every other
+    round), so a drift of this noisy host's speed over the run hits both alike; one ratio per round
+    (inference / bare_fastapi) and their median. Then the open loop at ``rate`` for each."""
+    names = list(ports)
+    closed: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            closed[name].append(asyncio.run(closed_loop(ports[name], duration_s, concurrency)))
+    ratios = [
+        round(ours["throughput_rps"] / bare["throughput_rps"], 3)
+        for ours, bare in zip(closed["inference"], closed["bare_fastapi"], strict=True)
+    ]
+    return {
+        "closed_loop": {
+            name: {
+                "rounds": runs,
+                "median_throughput_rps": statistics.median(run["throughput_rps"] for run in runs),
+                "errors": sum(run["errors"] for run in runs),
+            }
+            for name, runs in closed.items()
+        },
+        "throughput_ratio_per_round": ratios,
+        "open_loop": {name: asyncio.run(open_loop(ports[name], rate, 2 * duration_s)) for name in names},
+    }
+
+
 def recommend_cpu(model: Any, n: int = 2000) -> dict[str, float]:
     """CPU per search (time.process_time, so other load on the host barely moves it): the compiled
     kernel (what serves) vs the reference path (numpy + cKDTree + XGBoost's own predictions) on the
@@ -305,9 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short runs and 14 days of training data")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop request rate")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating closed-loop rounds per server")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args(argv)
-    duration = 3.0 if args.quick else 8.0
+    duration = 2.0 if args.quick else 4.0
     from inference_server import registry
     from inference_server.lifecycle import ModelCache
 
@@ -327,26 +359,32 @@ def main(argv: list[str] | None = None) -> int:
                          "--log-level", "warning", "--no-access-log"],
         "inference": [sys.executable, "-m", "inference_server.cli", "serve"],
     }  # fmt: skip
-    for name, cmd in servers.items():
-        port = free_port()
-        proc = spawn([*cmd, "--port", str(port)], env)
-        url = f"http://127.0.0.1:{port}"
-        try:
+    procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    try:
+        for name, cmd in servers.items():
+            port = free_port()
+            proc = spawn([*cmd, "--port", str(port)], env)
+            procs[name] = (proc, port)
+            url = f"http://127.0.0.1:{port}"
             wait_live(f"{url}/health/live" if name == "inference" else f"{url}/docs", proc)
             asyncio.run(closed_loop(port, 1.0, args.concurrency))  # warm-up
-            results["load"][name] = {
-                "closed_loop": asyncio.run(closed_loop(port, duration, args.concurrency)),
-                "open_loop": asyncio.run(open_loop(port, args.rate, duration)),
-            }
-        finally:
+        results["load"] = interleaved_load(
+            {name: port for name, (_, port) in procs.items()},
+            args.rounds,
+            duration,
+            args.concurrency,
+            args.rate,
+        )
+    finally:
+        for proc, _ in procs.values():
             proc.terminate()
+        for proc, _ in procs.values():
             proc.wait(timeout=30)
-    bare = results["load"]["bare_fastapi"]["closed_loop"]["throughput_rps"]
-    ours = results["load"]["inference"]["closed_loop"]["throughput_rps"]
-    results["throughput_ratio_vs_bare"] = round(ours / bare, 3)
+    ratios = results["load"]["throughput_ratio_per_round"]
+    results["throughput_ratio_vs_bare"] = statistics.median(ratios)
     results["targets"] = {
-        "throughput_ratio_ge_0_5": ours / bare >= 0.5,
-        "p99_under_5ms_at_rate": results["load"]["inference"]["open_loop"]["client"].get("p99_ms", 1e9) < 5.0,
+        "throughput_ratio_ge_0_5": results["throughput_ratio_vs_bare"] >= 0.5,
+        "p99_under_5ms_at_rate": results["load"]["open_loop"]["inference"]["client"].get("p99_ms", 1e9) < 5.0,
         "train_plus_evaluate_le_60s": training["train_plus_evaluate_s"] <= 60.0,
     }
     text = json.dumps(results, indent=2)
