@@ -27,10 +27,10 @@ import numpy as np
 import xgboost as xgb
 
 from inference_server import kernels
-from inference_server.kernels import MAX_LEAVES
 
 log = logging.getLogger(__name__)
 _NO_HEAD = np.empty(0, dtype=np.float64)  # predict_fixed with no shared leading features: full rows
+MAX_LEAVES = 64  # the widest leaf mask the kernels take (uint64)
 TRANSFORMS = {"reg:squarederror": "identity", "binary:logistic": "sigmoid"}
 
 
@@ -168,7 +168,6 @@ class CompiledForest:
     kernels; built only if it reproduces every booster's predictions on the check rows."""
 
     def __init__(self, boosters: Sequence[xgb.Booster], n_features: int, check: np.ndarray) -> None:
-        self.n_features = n_features
         built = []
         for booster in boosters:
             trees, transform = _booster_trees(booster)

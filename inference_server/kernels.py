@@ -25,7 +25,6 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros  # LLVM cttz: one instruction
 
-MAX_LEAVES = 64
 TIE_TOLERANCE = 1e-9  # squared prior-std units: distances this close are equal (rounding noise)
 _N_PRIOR_TERMS = 15
 
