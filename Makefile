@@ -49,10 +49,10 @@ demo: $(STAMP)
 	$(PY) -m factory_sim.demo $(DEMO_ARGS)
 
 up: $(STAMP)
-	$(PY) -m factory_sim.stack up
+	$(PY) -m factory_sim.demo.stack up
 
 down:
-	@test -x $(PY) && $(PY) -m factory_sim.stack down || true
+	@test -x $(PY) && $(PY) -m factory_sim.demo.stack down || true
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all

@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from edge_collector.rawformat import decode_batch
-from edge_collector.store import LocalDirStore
 from factory_assets.production.compute import build_day, day_bounds
-from factory_assets.production.features import LOT_COLUMNS, PARAM_COLUMNS
-from factory_assets.production.limits import SLOW_CHANNELS, UPPER_LIMITS
+from factory_assets.production.extraction import LOT_COLUMNS, PARAM_COLUMNS, SLOW_CHANNELS
 from factory_assets.raw.reading import raw_keys_in_window
+from factory_core.machine import CHANNEL_UPPER_LIMITS as UPPER_LIMITS
+from factory_core.rawformat import decode_batch
+from factory_core.store import LocalDirStore
 from factory_sim import history
 
 LINE = "L1"

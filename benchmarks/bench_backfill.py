@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge_collector.rawformat import decode_batch
-from edge_collector.store import LocalDirStore
+from factory_core.rawformat import decode_batch
+from factory_core.store import LocalDirStore
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_S = 15 * 60
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         from factory_assets.aggregates.tables import DAILY_LINE_AGGREGATES
         from factory_assets.production.assets import PRODUCTIONS_KEY
         from factory_assets.resources.selection import resources_from_env
-        from factory_sim.demo_pipeline import materialize_days, record_raw_objects
+        from factory_sim.demo.pipeline import materialize_days, record_raw_objects
 
         floor_s, n_objects = _decode_floor(LocalDirStore(objects))
         instance = DagsterInstance.get()

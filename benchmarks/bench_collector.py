@@ -31,13 +31,13 @@ from edge_collector.budget import DiskBudget
 from edge_collector.cursors import CursorStore
 from edge_collector.daemon import make_groups
 from edge_collector.ledger import GapLedger
-from edge_collector.metrics import CollectorMetrics
+from edge_collector.metrics import CollectorMetrics, CollectorUploadObserver
 from edge_collector.poller import GroupPoller, PollContext
-from edge_collector.rawformat import decode_batch, encode_batch
 from edge_collector.sensor_client import SensorClient
-from edge_collector.spool import Spool, fsync_dir
-from edge_collector.store import S3Store
-from edge_collector.uploader import Uploader
+from factory_core.outbox.spool import Spool, fsync_dir
+from factory_core.outbox.uploader import Uploader
+from factory_core.rawformat import decode_batch, encode_batch
+from factory_core.store import S3Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,7 +143,13 @@ async def drain_backlog(spool_dir: Path, url: str, concurrency: int) -> dict[str
     spool = Spool(spool_dir)
     files, nbytes = spool.file_count, spool.total_bytes
     store = S3Store(bucket, endpoint_url=url, checksum="when_supported")
-    up = Uploader(spool, store, CollectorMetrics(), concurrency=concurrency, retry_initial_s=0.05)
+    up = Uploader(
+        spool,
+        store,
+        CollectorUploadObserver(CollectorMetrics()),
+        concurrency=concurrency,
+        retry_initial_s=0.05,
+    )
     up.release_all_existing()
     stop = asyncio.Event()
     peak = [_rss_mb()]

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge_collector.rawformat import encode_batch
+from factory_core.rawformat import encode_batch
 from factory_sim.channels import build_channels
 from factory_sim.config import NS_PER_S, ORIGIN_NS, SimConfig
 from factory_sim.history import build_batch, plan_tasks, run_history

@@ -220,7 +220,7 @@ def recommend_cpu(model: Any, n: int = 2000) -> dict[str, float]:
     """CPU per search (time.process_time, so other load on the host barely moves it): the compiled
     kernel (what serves) vs the reference path (numpy + cKDTree + XGBoost's own predictions) on the
     same lots."""
-    from inference_server.recommender import NoFeasibleSetting  # not at import: the bare server imports us
+    from quality_model.search.recommender import NoFeasibleSetting
 
     rec = model.recommender()
     lots = [
@@ -270,8 +270,8 @@ async def _asgi_post(app: Any, body: bytes) -> int:
 
 async def asgi_cpu(cache_dir: Path, spool_dir: Path, n: int = 3000) -> dict[str, Any]:
     """Per-request CPU of the bare app and of ours driven in-process (8 concurrent callers)."""
-    from inference_server.app import create_app
-    from inference_server.settings import load_settings
+    from inference_server.core.settings import load_settings
+    from inference_server.main import create_app
 
     app = create_app(load_settings(api_keys=[API_KEY], admin_keys=[ADMIN_KEY], cache_dir=cache_dir,
                                    spool_dir=spool_dir))  # fmt: skip
@@ -308,8 +308,8 @@ def spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def bench_training(days: float) -> tuple[Any, dict[str, Any]]:
-    from inference_server import trainer
-    from inference_server.simdata import productions_frame
+    from factory_sim.productions import productions_frame
+    from quality_model import training as trainer
 
     t0 = time.perf_counter()
     frame = productions_frame(days)
@@ -340,8 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args(argv)
     duration = 2.0 if args.quick else 4.0
-    from inference_server import registry
-    from inference_server.lifecycle import ModelCache
+    from inference_server.serving.models import ModelCache
+    from quality_model import registry
 
     model, training = bench_training(14.0 if args.quick else 91.0)
     tmp = Path(tempfile.mkdtemp(prefix="bench-inference-"))

@@ -29,7 +29,7 @@ def _evaluate(rec: Any, lots: int, drift_days: float) -> dict[str, float]:
     from factory_sim import physics
     from factory_sim.config import NS_PER_S, ORIGIN_NS
     from factory_sim.craftsmen import CRAFTSMEN, craftsman_decision, evaluation_context, evaluation_key
-    from inference_server.recommender import NoFeasibleSetting
+    from quality_model.search.recommender import NoFeasibleSetting
 
     expert = next(c for c in CRAFTSMEN if c.skill == "expert")
     ours, theirs, fallbacks = [], [], 0
@@ -50,7 +50,7 @@ def _evaluate(rec: Any, lots: int, drift_days: float) -> dict[str, float]:
 
 
 def _search_us(rec: Any, n: int = 4000) -> float:
-    from inference_server.recommender import NoFeasibleSetting
+    from quality_model.search.recommender import NoFeasibleSetting
 
     rng = random.Random(7)
     lots = [(rng.uniform(4, 8), rng.uniform(55, 75), rng.uniform(1.25, 1.35), rng.uniform(0.2, 1.0))
@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         help="neighbour settings and support rows to compare (repeatable; default: the shipped values)",
     )
     args = parser.parse_args(argv)
-    from inference_server import recommender, trainer
-    from inference_server.simdata import productions_frame
+    from factory_sim.productions import productions_frame
+    from quality_model import training as trainer
+    from quality_model.search import recommender
 
     configs = [tuple(int(v) for v in c.split(",")) for c in args.config or []] or [
         (recommender.NEIGHBOURS, recommender.SUPPORT_NEIGHBOURS)

@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge_collector.protocol import HEADER, ReadRequest, encode_message
 from edge_collector.sensor_client import SensorClient
+from factory_core.protocol import HEADER, ReadRequest, encode_message
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = 100

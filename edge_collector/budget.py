@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from edge_collector.metrics import CollectorMetrics
-from edge_collector.spool import Spool
+from factory_core.outbox.spool import Spool
 
 log = logging.getLogger("edge_collector.budget")
 

@@ -13,7 +13,7 @@ import logging
 import sys
 
 from edge_collector.config import ConfigError, as_dict, env_name, load_config
-from edge_collector.logs import configure_json_logging
+from factory_core.logs import configure_json_logging
 
 log = logging.getLogger("edge_collector.cli")
 
@@ -58,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     configure_json_logging(cfg.log_level)
     from edge_collector.daemon import Collector, StartupError
-    from edge_collector.spool import SpoolWriteError
+    from factory_core.outbox.spool import SpoolWriteError
 
     try:
         collector = Collector(cfg)
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(report, indent=2))
             return 0
         if args.command == "inspect":
-            from edge_collector.inspect import load_bytes, rows, write_rows
+            from edge_collector.describe import load_bytes, rows, write_rows
 
             kind, it = rows(load_bytes(args.target, args.endpoint_url))
             write_rows(kind, it, args.format)

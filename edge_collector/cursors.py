@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from edge_collector.spool import Spool, SpoolHeader, fsync_dir
+from factory_core.outbox.spool import Spool, SpoolHeader, fsync_dir
 
 CURSOR_FILE = "cursors.json"
 

@@ -20,19 +20,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edge_collector.alerting import Notifier, notifier_from_env
+from edge_collector.alerts import notify_backlog, notify_gap
 from edge_collector.budget import DiskBudget
 from edge_collector.config import CollectorConfig, ConfigError
 from edge_collector.cursors import CursorStore
 from edge_collector.ledger import REASON_SPOOL_CORRUPT, GapLedger
-from edge_collector.metrics import CollectorMetrics
+from edge_collector.metrics import CollectorMetrics, CollectorUploadObserver
 from edge_collector.poller import RETRYABLE, GroupPoller, PollContext
-from edge_collector.protocol import ChannelInfo
-from edge_collector.rawformat import GapRecord
 from edge_collector.sensor_client import SensorClient
-from edge_collector.spool import Spool, SpoolEntry, SpoolHeader
-from edge_collector.store import ObjectStore, open_store
-from edge_collector.uploader import Uploader
+from factory_core.alerting import Notifier, notifier_from_env
+from factory_core.outbox.spool import Spool, SpoolEntry, SpoolHeader
+from factory_core.outbox.uploader import Uploader
+from factory_core.protocol import ChannelInfo
+from factory_core.rawformat import GapRecord
+from factory_core.store import ObjectStore, open_store
 
 log = logging.getLogger("edge_collector.daemon")
 _LINE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")  # rawformat's key-safe name rule
@@ -129,15 +130,16 @@ class CollectorAlerts:
     def gaps_recorded(self, gaps: list[GapRecord]) -> None:
         """GapLedger listener (runs in the spool-commit thread): queue one alert per gap record."""
         for gap in gaps:
-            self.dispatcher.submit(self.notifier.notify_gap, gap=gap)
+            self.dispatcher.submit(notify_gap, notifier=self.notifier, gap=gap)
 
     def check(self, line: str) -> None:
         """Periodic check; repeats are rate-limited by the notifier's dedup keys (backlog:, spool_budget:)."""
         age = self.spool.oldest_age_s()
         if age > self.backlog_age_s:
             self.dispatcher.submit(
-                self.notifier.notify_backlog,
+                notify_backlog,
                 key="backlog",
+                notifier=self.notifier,
                 line=line,
                 oldest_age_s=age,
                 threshold_s=self.backlog_age_s,
@@ -195,7 +197,7 @@ class Collector:
         self.uploader = Uploader(
             self.spool,
             self.store,
-            self.metrics,
+            CollectorUploadObserver(self.metrics),
             concurrency=cfg.upload_concurrency,
             retry_initial_s=cfg.upload_retry_initial_s,
             retry_max_s=cfg.upload_retry_max_s,

@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable
 
 from edge_collector.metrics import CollectorMetrics
-from edge_collector.rawformat import GapRecord, encode_gaps, gap_key
-from edge_collector.spool import Spool, SpoolEntry, SpoolHeader
+from factory_core.layout import gap_key
+from factory_core.outbox.spool import Spool, SpoolEntry, SpoolHeader
+from factory_core.rawformat import GapRecord, encode_gaps
 
 log = logging.getLogger("edge_collector.ledger")
 

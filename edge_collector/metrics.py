@@ -11,6 +11,9 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from factory_core.outbox.spool import SpoolHeader
+from factory_core.outbox.uploader import UploadObserver
+
 
 class CollectorMetrics:
     """All collector series; names are documented in docs/edge-collector.md."""
@@ -69,3 +72,25 @@ class CollectorMetrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class CollectorUploadObserver(UploadObserver):
+    """The outbox's uploads as the collector's series (edge_backlog_*, edge_uploads, edge_upload_*)."""
+
+    def __init__(self, metrics: CollectorMetrics) -> None:
+        self.metrics = metrics
+
+    def backlog(self, files: int, nbytes: int, oldest_age_s: float) -> None:
+        self.metrics.backlog_files.set(files)
+        self.metrics.backlog_bytes.set(nbytes)
+        self.metrics.backlog_oldest_age.set(oldest_age_s)
+
+    def uploaded(self, header: SpoolHeader, nbytes: int) -> None:
+        self.metrics.uploads.labels(header.kind).inc()
+        self.metrics.upload_bytes.inc(nbytes)
+
+    def upload_failed(self, header: SpoolHeader, exc: Exception) -> None:
+        self.metrics.upload_errors.inc()
+
+    def corrupt(self) -> None:
+        self.metrics.spool_corrupt.inc()

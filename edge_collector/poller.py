@@ -29,10 +29,11 @@ from edge_collector.ledger import (
     estimate_ns,
 )
 from edge_collector.metrics import CollectorMetrics
-from edge_collector.protocol import ChannelInfo, ChannelRead, ProtocolError
-from edge_collector.rawformat import ChannelBlock, GapRecord, RawBatch, batch_key, encode_batch
 from edge_collector.sensor_client import SensorClient, SensorError
-from edge_collector.spool import Spool, SpoolEntry, SpoolHeader, SpoolWriteError
+from factory_core.layout import batch_key
+from factory_core.outbox.spool import Spool, SpoolEntry, SpoolHeader, SpoolWriteError
+from factory_core.protocol import ChannelInfo, ChannelRead, ProtocolError
+from factory_core.rawformat import ChannelBlock, GapRecord, RawBatch, encode_batch
 
 log = logging.getLogger("edge_collector.poller")
 

@@ -17,7 +17,7 @@ import itertools
 from collections.abc import Iterable
 from typing import TypeVar
 
-from edge_collector.protocol import (
+from factory_core.protocol import (
     MAX_REQUEST_ID,
     ChannelInfo,
     ChannelRead,

@@ -12,8 +12,9 @@ from typing import Any
 
 from edge_collector.config import CollectorConfig
 from edge_collector.cursors import CURSOR_FILE
-from edge_collector.rawformat import decode_gaps
-from edge_collector.spool import SUFFIX, SpoolCorruptError, decode_file, read_header
+from factory_core.layout import GAPS_PREFIX
+from factory_core.outbox.spool import SUFFIX, SpoolCorruptError, decode_file, read_header
+from factory_core.rawformat import decode_gaps
 
 
 def store_ledger(cfg: CollectorConfig) -> dict[str, Any]:
@@ -23,7 +24,7 @@ def store_ledger(cfg: CollectorConfig) -> dict[str, Any]:
     store = open_configured_store(cfg)
     objects = 0
     by_reason: dict[str, dict[str, int]] = {}
-    for key in store.list("gaps/"):
+    for key in store.list(GAPS_PREFIX):
         objects += 1
         for g in decode_gaps(store.get(key)):
             row = by_reason.setdefault(g.reason, {"records": 0, "lost_samples": 0})

@@ -13,9 +13,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("factory_sim.server", "run the sensor-system TCP server for a simulated line"),
     "history": ("factory_sim.history", "write N days of raw objects straight into a store"),
     "run": ("factory_sim.control", "run the control-system loop for N productions"),
-    "evaluate": ("factory_sim.evaluate", "compare policies (craftsmen, oracle, endpoint) on held-out lots"),
-    "demo": ("factory_sim.demo", "the end-to-end demo on embedded defaults"),
-    "stack": ("factory_sim.stack", "start (up) or stop (down) the services long-lived, for exploring"),
+    "evaluate": (
+        "factory_sim.demo.evaluate",
+        "compare policies (craftsmen, oracle, endpoint) on held-out lots",
+    ),
+    "demo": ("factory_sim.demo.run", "the end-to-end demo on embedded defaults"),
+    "stack": ("factory_sim.demo.stack", "start (up) or stop (down) the services long-lived, for exploring"),
 }
 
 

@@ -23,9 +23,10 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from factory_core.machine import MODEL_CODE_BASE
 from factory_sim import physics
 from factory_sim.config import NS_PER_S, ORIGIN_NS, SimConfig
-from factory_sim.craftsmen import MODEL_CODE_BASE, Decision, ProductionContext, shift_index_at
+from factory_sim.craftsmen import Decision, ProductionContext, shift_index_at
 from factory_sim.schedule import LineTimeline, Production
 
 # Why a production fell back to the craftsman (one counter per reason).

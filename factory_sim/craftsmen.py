@@ -19,7 +19,6 @@ SHIFT_NS = SHIFT_S * NS_PER_S
 SHIFT0_NS = ORIGIN_NS - 2 * 3600 * NS_PER_S
 """Start of shift 0: 2025-12-31T22:00Z (a night shift); shifts start 06:00, 14:00, 22:00 UTC."""
 SLOT_NAMES = ("morning", "afternoon", "night")
-MODEL_CODE_BASE = 1000
 
 
 @dataclass(frozen=True)
@@ -133,15 +132,6 @@ def craftsman_decision(craftsman: Craftsman, lot: Lot, key: int) -> Decision:
 def craftsman_policy(lot: Lot, ctx: ProductionContext) -> Decision:
     """Default policy: the craftsman on shift decides."""
     return ctx.fallback(lot)
-
-
-def fixed_craftsman_policy(craftsman: Craftsman) -> Policy:
-    """Policy where ``craftsman`` decides every production (for evaluation baselines)."""
-
-    def policy(lot: Lot, ctx: ProductionContext) -> Decision:
-        return craftsman_decision(craftsman, lot, ctx.decide_key)
-
-    return policy
 
 
 ORACLE_CODE = 99

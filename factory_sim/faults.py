@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from edge_collector.protocol import HEADER_SIZE
+from factory_core.protocol import HEADER_SIZE
 
 
 class Fault(StrEnum):

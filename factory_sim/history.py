@@ -23,8 +23,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
-from edge_collector.rawformat import ChannelBlock, RawBatch, RawFormatError, batch_key, encode_batch
-from edge_collector.store import ObjectStore, StoreError, open_store
+from factory_core.layout import batch_key
+from factory_core.rawformat import ChannelBlock, RawBatch, RawFormatError, encode_batch
+from factory_core.store import ObjectStore, StoreError, open_store
 from factory_sim.channels import Channel, build_channels, seq_at
 from factory_sim.config import NS_PER_S, ORIGIN_NS, SimConfig
 from factory_sim.schedule import LineTimeline

@@ -10,17 +10,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from factory_core.machine import (
+    CYCLE_MAX_S,
+    LOT_LIMITS,
+    PARAMETERS,
+    QUALITY_FIGURES,
+    SAFETY_RANGES,
+)
 from factory_sim.config import NS_PER_S, ORIGIN_NS
 from factory_sim.noise import derive_key, normal_at, uniform_at
-
-QUALITY_FIGURES = ("moisture", "hardness", "density", "impurity")
-PARAMETERS = ("temperature", "feed_rate", "pressure")
-
-SAFETY_RANGES: dict[str, tuple[float, float]] = {
-    "temperature": (140.0, 260.0),  # degC, heater setpoint
-    "feed_rate": (10.0, 60.0),  # strokes/min of the forming mechanism
-    "pressure": (40.0, 160.0),  # bar, forming pressure
-}
 
 # Quality tolerance (one "sigma" of deviation from the optimum) per parameter.
 TOLERANCE = {"temperature": 8.0, "feed_rate": 4.0, "pressure": 12.0}
@@ -30,20 +28,10 @@ CROSS_TP = 0.6
 FAULT_THRESHOLD = 3.0  # fault score at which the fault probability is 50 %
 FAULT_SOFTNESS = 0.25
 CYCLE_MIN_S = 30.0
-CYCLE_MAX_S = 1200.0  # cycle watchdog: the machine aborts a run that takes longer
-FAULT_CODES = {"over_current": 1, "over_temperature": 2}
 DAY_NS = 86_400 * NS_PER_S
 YEAR_DAYS = 365.25
 LOT_BATCH = 25  # consecutive lots share a supplier batch offset
 HELDOUT_SALT = 0x5EED_0E7A_1F00_D001
-
-# Physical ranges lots are clamped to (a supplier never delivers outside these).
-LOT_LIMITS = {
-    "moisture": (1.0, 14.0),
-    "hardness": (35.0, 95.0),
-    "density": (1.05, 1.60),
-    "impurity": (0.0, 4.0),
-}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from factory_core.machine import CYCLE_MAX_S, FAULT_CODES
 from factory_sim.config import NS_PER_S, SimConfig
 from factory_sim.craftsmen import (
     SHIFT_NS,
@@ -26,17 +27,7 @@ from factory_sim.craftsmen import (
     shift_index_at,
     shift_start_ns,
 )
-from factory_sim.physics import (
-    CYCLE_MAX_S,
-    FAULT_CODES,
-    Lot,
-    Outcome,
-    Params,
-    draw_lot,
-    outcome,
-    outcome_key,
-    within_safety,
-)
+from factory_sim.physics import Lot, Outcome, Params, draw_lot, outcome, outcome_key, within_safety
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The simulated sensor system: an asyncio TCP server speaking edge_collector.protocol for one line.
+"""The simulated sensor system: an asyncio TCP server speaking factory_core.protocol for one line.
 
 A virtual clock runs at `speed` x real time from `start_ns`. As it advances, the server generates each
 channel's new samples with factory_sim.signals.generate (the same function the history generator uses,
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_collector.protocol import (
+from factory_core.protocol import (
     MAX_PAYLOAD,
     READ_CHANNEL_HEADER_SIZE,
     SAMPLE_DTYPE,
@@ -471,7 +471,7 @@ def _build_policy(args: argparse.Namespace, line: str) -> Any:
 
 def _configure_logging(level: str) -> None:
     try:
-        from edge_collector.logs import configure_json_logging
+        from factory_core.logs import configure_json_logging
     except ImportError:
         logging.basicConfig(level=level.upper(), stream=sys.stderr)
     else:

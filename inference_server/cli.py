@@ -12,11 +12,11 @@ import os
 import sys
 from collections.abc import Callable
 
-from edge_collector.logs import configure_json_logging
+from factory_core.logs import configure_json_logging
 
 
 def _store(url: str | None):
-    from edge_collector.store import open_store
+    from factory_core.store import open_store
 
     url = url or os.environ.get("INFERENCE_STORE_URL")
     if not url:
@@ -33,7 +33,7 @@ def cmd_serve(argv: list[str]) -> int:
     parser.add_argument("--host", help="override INFERENCE_HOST")
     parser.add_argument("--port", type=int, help="override INFERENCE_PORT")
     args = parser.parse_args(argv)
-    from inference_server.settings import SettingsError, load_settings
+    from inference_server.core.settings import SettingsError, load_settings
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
@@ -44,7 +44,7 @@ def cmd_serve(argv: list[str]) -> int:
     configure_json_logging(settings.log_level)
     import uvicorn
 
-    from inference_server.app import create_app
+    from inference_server.main import create_app
 
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, workers=1, log_config=None,
                 access_log=False, timeout_graceful_shutdown=10)  # fmt: skip
@@ -59,7 +59,7 @@ def _pointer_cmd(prog: str, description: str, version_required: bool) -> Callabl
         )
         parser.add_argument("--store-url", help="object store (default: INFERENCE_STORE_URL)")
         args = parser.parse_args(argv)
-        from inference_server import registry
+        from quality_model import registry
 
         try:
             store = _store(args.store_url)
@@ -84,7 +84,7 @@ def cmd_verify(argv: list[str]) -> int:
     )
     parser.add_argument("model_dir")
     args = parser.parse_args(argv)
-    from inference_server import registry
+    from quality_model import registry
 
     try:
         model = registry.load_dir(args.model_dir)
@@ -107,7 +107,7 @@ def cmd_compile(argv: list[str]) -> int:
     parser.parse_args(argv)
     import time
 
-    from inference_server.recommender import compile_kernels
+    from quality_model.search.recommender import compile_kernels
 
     started = time.perf_counter()
     compile_kernels()

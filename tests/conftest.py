@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.aws import Topic, aws_client
+
 _FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -75,3 +77,19 @@ def s3_bucket(moto_server: str, s3_client: Any) -> str:
     name = f"test-{os.getpid()}-{next(_bucket_counter)}"
     s3_client.create_bucket(Bucket=name)
     return name
+
+
+_topic_counter = iter(range(10**6))
+
+
+@pytest.fixture
+def topic(moto_server: str) -> Topic:
+    n = next(_topic_counter)
+    sns, sqs = aws_client("sns", moto_server), aws_client("sqs", moto_server)
+    arn = sns.create_topic(Name=f"factory-alerts-{n}")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=f"alerts-inbox-{n}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
+    return Topic(moto_server, arn, queue_url, sqs)

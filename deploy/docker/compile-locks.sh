@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 common=(--python-version 3.11 --generate-hashes --constraint requirements.lock --no-header --quiet)
 # Collector: core dependencies only (no dagster, xgboost, pandas, polars).
 uv pip compile pyproject.toml "${common[@]}" -o deploy/docker/requirements-collector.lock
-# Inference server: core + [inference] (FastAPI, uvicorn, xgboost).
+# Inference server: core + [inference] (FastAPI, uvicorn, and [model]: xgboost, numba, scipy, pandas).
 uv pip compile pyproject.toml "${common[@]}" --extra inference -o deploy/docker/requirements-inference.lock
-# Dagster code location / webserver / daemon: core + [assets].
+# Dagster code location / webserver / daemon: core + [assets] (which includes [model]).
 uv pip compile pyproject.toml "${common[@]}" --extra assets -o deploy/docker/requirements-dagster.lock

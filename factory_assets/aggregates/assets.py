@@ -23,8 +23,6 @@ from dagster import (
     asset,
 )
 
-from edge_collector.rawformat import processed_key
-from edge_collector.store import ObjectNotFoundError
 from factory_assets.aggregates.automation import aggregates_condition
 from factory_assets.aggregates.compute import breakdown_rows, daily_row
 from factory_assets.aggregates.tables import DAILY_LINE_AGGREGATES, DAILY_SET_BY_BREAKDOWN
@@ -33,6 +31,8 @@ from factory_assets.production.assets import MAX_PARTITIONS_PER_RUN, PRODUCTIONS
 from factory_assets.raw.partitions import LINE_DAY_PARTITIONS, split_key
 from factory_assets.resources.object_store import ObjectStoreResource
 from factory_assets.resources.warehouse import WarehouseResource
+from factory_core.layout import processed_key
+from factory_core.store import ObjectNotFoundError
 
 AGGREGATES_KEY = AssetKey(["aggregates", "daily_line_aggregates"])
 

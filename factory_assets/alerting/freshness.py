@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 from dagster import DefaultSensorStatus, SensorEvaluationContext, SkipReason, sensor
 
-from edge_collector.alerting import Severity
-from edge_collector.rawformat import RawFormatError, hour_prefix, parse_key
-from edge_collector.store import ObjectStore
 from factory_assets.alerting.resource import AlertNotifierResource
 from factory_assets.raw.partitions import configured_lines
 from factory_assets.resources.object_store import ObjectStoreResource
+from factory_core.alerting import Severity
+from factory_core.layout import hour_prefix, parse_key
+from factory_core.rawformat import RawFormatError
+from factory_core.store import ObjectStore
 
 MAX_AGE_ENV = "FACTORY_ALERT_RAW_MAX_AGE_MINUTES"
 DEFAULT_MAX_AGE_MINUTES = 15.0

@@ -14,7 +14,7 @@ from functools import lru_cache
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from edge_collector.alerting import (
+from factory_core.alerting import (
     DEFAULT_MIN_INTERVAL_S,
     AlertSettings,
     Notifier,

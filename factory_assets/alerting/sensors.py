@@ -24,8 +24,8 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
 )
 
-from edge_collector.alerting import Severity
 from factory_assets.alerting.resource import AlertNotifierResource
+from factory_core.alerting import Severity
 
 MAX_STEP_ERRORS = 5
 CHECK_BATCH = 200

@@ -1,7 +1,7 @@
 """`quality_model`: the quarterly XGBoost quality/fault model, trained, evaluated, published, registered.
 
 Why the asset only glues: what a model is (features, training, held-out replay) lives in
-inference_server.trainer and how it is stored and promoted in inference_server.registry, next to the code
+quality_model.training and how it is stored and promoted in inference_server.registry, next to the code
 that serves it. This asset picks the quarter's complete line-days (daily aggregates), reads their
 production tables (Parquet via polars from the object store resource), trains, evaluates on the held-out
 tail, publishes with "promote only if not worse than serving on the same held-out rows", and registers the
@@ -39,12 +39,13 @@ from factory_assets.model.data import (
     window_bounds,
 )
 from factory_assets.model.partitions import QUARTERLY_PARTITIONS
-from factory_assets.model.registration import json_safe, register_version
+from factory_assets.model.versions_table import json_safe, register_version
 from factory_assets.production.assets import PRODUCTIONS_KEY
 from factory_assets.resources.object_store import ObjectStoreResource
 from factory_assets.resources.warehouse import WarehouseResource
-from inference_server.registry import POINTER_KEY, VERSIONS_PREFIX, PublishResult, publish, read_pointer
-from inference_server.trainer import TrainedModel, TrainingDataError, evaluate, train
+from factory_core.layout import POINTER_KEY, VERSIONS_PREFIX
+from quality_model.registry import PublishResult, publish, read_pointer
+from quality_model.training import TrainedModel, TrainingDataError, evaluate, train
 
 QUALITY_MODEL_KEY = AssetKey(["model", "quality_model"])
 # A quarter depends on every (line, day) of its days: the date dimension mapped by time window.

@@ -20,10 +20,10 @@ from dagster import (
     asset_check,
 )
 
-from edge_collector.store import ObjectNotFoundError, ObjectStore
 from factory_assets.model.assets import QUALITY_MODEL_KEY
 from factory_assets.resources.object_store import ObjectStoreResource
-from inference_server.registry import ModelVerificationError, fetch_version, read_pointer, verify
+from factory_core.store import ObjectNotFoundError, ObjectStore
+from quality_model.registry import ModelVerificationError, fetch_version, read_pointer, verify
 
 
 def materialized_version(context: AssetCheckExecutionContext) -> str | None:

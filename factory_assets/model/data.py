@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from edge_collector.rawformat import processed_key
-from edge_collector.store import ObjectStore
-from inference_server.trainer import REQUIRED_COLUMNS
+from factory_core.layout import PROCESSED_PREFIX, parse_key, processed_key
+from factory_core.rawformat import RawFormatError
+from factory_core.store import ObjectStore
+from quality_model.training import REQUIRED_COLUMNS
 
-PROCESSED_PREFIX = "processed/"
 TRAINING_COLUMNS = (*REQUIRED_COLUMNS, "set_by", "set_by_code", "fault_code")
 CRAFTSMAN_PREFIX = "craftsman:"
 MIN_BASELINE_ROWS = 50  # a craftsman needs this many productions in the window to count as a baseline
@@ -54,16 +54,12 @@ def parquet_days(keys: Iterable[str]) -> set[tuple[str, dt.date]]:
     """(line, date) of every production table among object keys (exact key layout only)."""
     out: set[tuple[str, dt.date]] = set()
     for key in keys:
-        parts = key.split("/")
-        if len(parts) != 4 or not parts[1].startswith("line=") or not parts[2].startswith("date="):
-            continue
-        line, date = parts[1][len("line=") :], parts[2][len("date=") :]
         try:
-            day = dt.date.fromisoformat(date)
-        except ValueError:
+            info = parse_key(key)
+        except RawFormatError:
             continue
-        if processed_key(line, date) == key:
-            out.add((line, day))
+        if info.kind == "processed" and processed_key(info.line, info.date) == key:
+            out.add((info.line, info.date))
     return out
 
 

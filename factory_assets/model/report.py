@@ -13,9 +13,9 @@ from dagster import MetadataValue
 
 from factory_assets.markdown import md_table
 from factory_assets.model.data import TrainingSet
-from factory_assets.model.registration import json_safe
+from factory_assets.model.versions_table import json_safe
 from factory_assets.production.plots import png_markdown
-from inference_server.registry import PublishResult
+from quality_model.registry import PublishResult
 
 ERROR_KEYS = ("quality_rmse", "quality_mae", "n")
 

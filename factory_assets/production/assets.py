@@ -30,7 +30,6 @@ from dagster import (
 )
 from pydantic import Field
 
-from edge_collector.rawformat import processed_key
 from factory_assets.markdown import md_table
 from factory_assets.production.automation import PRODUCTIONS_CONDITION
 from factory_assets.production.checks import RULES
@@ -45,6 +44,7 @@ from factory_assets.production.plots import png_markdown, quality_plot_png
 from factory_assets.raw.assets import GAPS_ASSET_KEY, RAW_ASSET_KEY
 from factory_assets.raw.partitions import LINE_DAY_PARTITIONS, split_key
 from factory_assets.resources.object_store import ObjectStoreResource
+from factory_core.layout import processed_key
 
 PRODUCTIONS_KEY = AssetKey(["production", "productions"])
 PREVIEW_COLUMNS = (

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from edge_collector.rawformat import GapRecord
-from edge_collector.store import ObjectStore
-from factory_assets.production.features import Series, concat_channels, productions_frame
+from factory_assets.production.extraction import Series, concat_channels, productions_frame
 from factory_assets.raw.reading import NS_PER_S, load_window
+from factory_core.rawformat import GapRecord
+from factory_core.store import ObjectStore
 
 DAY_NS = 86_400 * NS_PER_S
 DEFAULT_LOOKBACK_S = 3600

@@ -8,22 +8,8 @@ from __future__ import annotations
 
 import json
 
-from edge_collector.store import ObjectStore
-
-QUARANTINE_PREFIX = "quarantine/"
-
-
-class CorruptObjectError(Exception):
-    """A raw or gap object failed validation; the message names the object and the reason."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"corrupt object {key!r}: {reason} (quarantined under {QUARANTINE_PREFIX}{key})")
-        self.key = key
-        self.reason = reason
-
-
-def quarantine_key(key: str) -> str:
-    return f"{QUARANTINE_PREFIX}{key}"
+from factory_core.layout import quarantine_key, quarantine_reason_key
+from factory_core.store import ObjectStore
 
 
 def quarantine(store: ObjectStore, key: str, data: bytes, reason: str) -> str:
@@ -32,5 +18,5 @@ def quarantine(store: ObjectStore, key: str, data: bytes, reason: str) -> str:
     if not store.exists(qkey):
         store.put(qkey, data)
     doc = json.dumps({"key": key, "reason": reason, "bytes": len(data)}, sort_keys=True).encode()
-    store.put(f"{qkey}.reason.json", doc)
+    store.put(quarantine_reason_key(key), doc)
     return qkey

@@ -11,18 +11,10 @@ import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from edge_collector.rawformat import (
-    GapRecord,
-    RawBatch,
-    RawFormatError,
-    date_prefix,
-    decode_batch,
-    decode_gaps,
-    hour_prefix,
-    parse_key,
-)
-from edge_collector.store import ObjectStore
 from factory_assets.raw.quarantine import quarantine
+from factory_core.layout import date_prefix, hour_prefix, parse_key
+from factory_core.rawformat import GapRecord, RawBatch, RawFormatError, decode_batch, decode_gaps
+from factory_core.store import ObjectStore
 
 NS_PER_S = 1_000_000_000
 HOUR_NS = 3600 * NS_PER_S

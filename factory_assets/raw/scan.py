@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_collector.store import ObjectStore
+from factory_core.store import ObjectStore
 
 KINDS = ("raw", "gaps")
 

@@ -23,13 +23,14 @@ from dagster import (
     sensor,
 )
 
-from edge_collector.rawformat import RawFormatError, decode_batch, decode_gaps, parse_key
-from edge_collector.store import ObjectStore
 from factory_assets.raw.assets import GAPS_ASSET_KEY, RAW_ASSET_KEY
 from factory_assets.raw.partitions import configured_lines, configured_start_date, line_day_key
 from factory_assets.raw.quarantine import quarantine
 from factory_assets.raw.scan import KINDS, LineCursor, scan_line
 from factory_assets.resources.object_store import ObjectStoreResource
+from factory_core.layout import parse_key
+from factory_core.rawformat import RawFormatError, decode_batch, decode_gaps
+from factory_core.store import ObjectStore
 
 CURSOR_VERSION = 1
 

@@ -2,7 +2,7 @@
 
 Why: assets read raw objects and write Parquet through `ObjectStoreResource.get_store()` only, so the same
 asset code runs against a laptop directory (embedded default var/objects) and any S3 endpoint (AWS, MinIO,
-moto). Both wrap edge_collector.store, the one implementation of the key layout's storage rules.
+moto). Both wrap factory_core.store, the one implementation of the key layout's storage rules.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from functools import lru_cache
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from edge_collector.store import LocalDirStore, ObjectStore, S3Store
+from factory_core.store import LocalDirStore, ObjectStore, S3Store
 
 
 class ObjectStoreResource(ConfigurableResource):
-    """Base class: subclasses build an `edge_collector.store.ObjectStore`."""
+    """Base class: subclasses build an `factory_core.store.ObjectStore`."""
 
     def get_store(self) -> ObjectStore:
         raise NotImplementedError(f"{type(self).__name__} must implement get_store()")

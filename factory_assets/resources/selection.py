@@ -1,7 +1,9 @@
 """Pick resource implementations from environment variables (the only environment-aware code).
 
-FACTORY_STORE_URL       "s3://bucket/prefix" or a local directory (default var/objects);
-                        the S3 endpoint comes from FACTORY_S3_ENDPOINT_URL or AWS_ENDPOINT_URL.
+FACTORY_STORE_URL       "s3://bucket/prefix", "file:///path" or a local directory (default var/objects),
+                        parsed by factory_core.store.parse_store_url like every other store URL;
+                        the S3 endpoint comes from FACTORY_S3_ENDPOINT_URL, else AWS_ENDPOINT_URL_S3 or
+                        AWS_ENDPOINT_URL (as for the collector and the server).
 FACTORY_S3_REGION       default us-east-1
 FACTORY_WAREHOUSE_URL   SQLAlchemy URL (default sqlite:///var/warehouse.db)
 FACTORY_WAREHOUSE_SCHEMA  Postgres schema (optional)
@@ -19,6 +21,7 @@ from factory_assets.resources.object_store import (
     S3ObjectStoreResource,
 )
 from factory_assets.resources.warehouse import WarehouseResource
+from factory_core.store import StoreError, parse_store_url, s3_endpoint_from_env
 
 DEFAULT_STORE_URL = "var/objects"
 DEFAULT_WAREHOUSE_URL = "sqlite:///var/warehouse.db"
@@ -31,23 +34,22 @@ class SettingError(ValueError):
 def store_from_url(
     url: str, endpoint_url: str | None = None, region: str = "us-east-1"
 ) -> ObjectStoreResource:
-    """`s3://bucket/prefix` -> S3 resource, anything else -> local directory resource."""
-    if url.startswith("s3://"):
-        bucket, _, prefix = url[len("s3://") :].partition("/")
-        if not bucket:
-            raise SettingError(f"FACTORY_STORE_URL {url!r}: an s3:// URL needs a bucket name")
+    """`s3://bucket/prefix` -> S3 resource, `file:///path` or a path -> local directory resource."""
+    try:
+        where = parse_store_url(url)
+    except StoreError as exc:
+        raise SettingError(f"FACTORY_STORE_URL: {exc}") from None
+    if where.kind == "s3":
         return S3ObjectStoreResource(
-            bucket=bucket, prefix=prefix.strip("/"), endpoint_url=endpoint_url or None, region=region
+            bucket=where.bucket, prefix=where.prefix, endpoint_url=endpoint_url or None, region=region
         )
-    if "://" in url:
-        raise SettingError(f"FACTORY_STORE_URL {url!r}: only s3:// URLs or local paths are supported")
-    return LocalObjectStoreResource(root=url)
+    return LocalObjectStoreResource(root=where.path)
 
 
 def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The resource dict for Definitions, validated up front (errors name the variable)."""
     env = os.environ if env is None else env
-    endpoint = env.get("FACTORY_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL") or None
+    endpoint = env.get("FACTORY_S3_ENDPOINT_URL") or s3_endpoint_from_env(env)
     store = store_from_url(
         env.get("FACTORY_STORE_URL", DEFAULT_STORE_URL) or DEFAULT_STORE_URL,
         endpoint_url=endpoint,

@@ -1,0 +1,1 @@
+"""What the server is configured with and what it reports: settings and Prometheus metrics."""

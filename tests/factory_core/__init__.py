@@ -1,0 +1,1 @@
+"""Tests of factory_core."""
