@@ -24,6 +24,9 @@ class SimConfig:
     slow_rate_hz: float = 1.0
     extra_channels: int = 0
     retention_s: float = 600.0
+    crew: tuple[str, ...] = ()
+    """Craftsmen (by name) on the line's roster, a name once per person on it; () = all five.
+    The skill mix of the line: e.g. ("anna", "dmitri", "emil") is one expert and two novices."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
@@ -53,3 +56,10 @@ class SimConfig:
             raise ValueError(f"extra_channels: must be an integer in [0, 999], got {self.extra_channels!r}")
         if not self.retention_s > 0:
             raise ValueError(f"retention_s: must be > 0, got {self.retention_s!r}")
+        from factory_sim.craftsmen import BY_NAME  # the roster's names (craftsmen imports this module)
+
+        unknown = [name for name in self.crew if name not in BY_NAME]
+        if unknown or len(set(self.crew)) != len(self.crew):
+            raise ValueError(
+                f"crew: names must be distinct craftsmen of {sorted(BY_NAME)}, got {list(self.crew)!r}"
+            )

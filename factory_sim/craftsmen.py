@@ -64,6 +64,12 @@ CRAFTSMEN: tuple[Craftsman, ...] = (
     Craftsman(5, "emil", "novice", "thumb", (5.0, 2.5, 8.0), (-3.0, 2.0, 5.0)),
 )
 BY_CODE = {c.code: c for c in CRAFTSMEN}
+BY_NAME = {c.name: c for c in CRAFTSMEN}
+
+
+def roster(crew: tuple[str, ...] = ()) -> tuple[Craftsman, ...]:
+    """The craftsmen of a line's crew (SimConfig.crew); () = every craftsman."""
+    return tuple(BY_NAME[name] for name in crew) if crew else CRAFTSMEN
 
 
 def shift_start_ns(shift_index: int) -> int:
@@ -81,12 +87,13 @@ def shift_slot(shift_index: int) -> int:
     return (shift_index + 2) % 3
 
 
-def on_shift(seed: int, line: str, shift_index: int) -> Craftsman:
+def on_shift(seed: int, line: str, shift_index: int, crew: tuple[str, ...] = ()) -> Craftsman:
     """Craftsman working ``shift_index`` on ``line``: a seeded crew order rotated by one each week.
 
-    Three slots and five craftsmen: every week each slot moves to the next craftsman, two are off.
+    Three slots and five craftsmen (the default crew): every week each slot moves to the next
+    craftsman, two are off. A crew of three works every shift slot in turn.
     """
-    order = sorted(CRAFTSMEN, key=lambda c: derive_key(seed, line, "roster", c.code))
+    order = sorted(roster(crew), key=lambda c: derive_key(seed, line, "roster", c.code))
     week = (shift_index + 1) // 21  # 21 shifts per week; shift -1/0 are in week 0
     return order[(shift_slot(shift_index) + week) % len(order)]
 

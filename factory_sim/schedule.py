@@ -166,7 +166,7 @@ class LineTimeline:
             pid,
             plan.shift_index,
             start,
-            on_shift(seed, line, plan.shift_index),
+            on_shift(seed, line, plan.shift_index, self.cfg.crew),
             tuple(plan.productions),
         )
         decision = self._decide(lot, ctx)
