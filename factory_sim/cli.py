@@ -17,6 +17,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "factory_sim.demo.evaluate",
         "compare policies (craftsmen, oracle, endpoint) on held-out lots",
     ),
+    "backtest": (
+        "factory_sim.demo.backtest",
+        "run a line through quarters under the platform's own model loop",
+    ),
     "demo": ("factory_sim.demo.run", "the end-to-end demo on embedded defaults"),
     "stack": ("factory_sim.demo.stack", "start (up) or stop (down) the services long-lived, for exploring"),
 }

@@ -54,7 +54,14 @@ _P0, _P1, _P2 = PARAM_FEATURES  # the kernel returns exactly these three, in thi
 
 
 class NoFeasibleSetting(Exception):
-    """No candidate satisfies the constraints (lot far outside history): the operator decides."""
+    """No setting the model would stand behind: the operator decides. ``reason`` is machine-readable:
+    ``out_of_support`` (the lot lies outside the history the model learned from),
+    ``low_predicted_quality`` (the best setting found is expected to be poor), or
+    ``no_feasible_setting`` (no candidate passed the fault-risk and support checks)."""
+
+    def __init__(self, message: str, reason: str = "no_feasible_setting") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Recommendation(NamedTuple):

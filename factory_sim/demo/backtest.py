@@ -1,0 +1,401 @@
+"""`factory-sim backtest`: a line runs through consecutive quarters, the AI at the dial after the first.
+
+Why: the model must beat the best craftsman for the whole quarter it serves, in every season, and only
+a run of the platform's own loop shows that: quarter 1 is run by the craftsmen; at each quarter's end
+the platform's real training code, training window and promotion gate (`quality_model.retraining`)
+produce the next model from the history so far, and every later quarter is run by the serving model
+through the same recommendation code the server runs (a verified artefact's `Recommender`, in-process),
+falling back to the craftsman on shift wherever the server would refuse. The history the next model
+learns from is the history this loop produced, under the model's own control.
+
+Per quarter, on the same lots (every craftsman and the oracle replayed on the lots the line actually
+processed, with the same outcome draws): realized quality, faults, cycle time and energy; the fallback
+rate by reason; and the gate's decision with its truth (candidate vs serving model on that quarter's
+lots, which neither model saw). `--json` prints one object other tools read (docs/model.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from factory_sim import physics
+from factory_sim.config import NS_PER_S, SimConfig
+from factory_sim.craftsmen import (
+    Decision,
+    ProductionContext,
+    craftsman_decision,
+    on_shift,
+    roster,
+)
+from factory_sim.noise import derive_key
+from factory_sim.productions import productions_table
+from factory_sim.schedule import LineTimeline, Production
+from quality_model import retraining
+from quality_model.features import LOT_FEATURES
+from quality_model.registry import LoadedModel
+from quality_model.search.recommender import NoFeasibleSetting
+
+CRAFTSMEN_RUN = "craftsmen"
+MODEL_RUN = "model"
+GATE_TOLERANCE = 0.5  # quality points: a decision is right if it did not lose more than this
+DEFAULT_START = dt.date(2026, 1, 1)
+
+
+def quarter_starts(start: dt.date, quarters: int) -> list[dt.date]:
+    """First days of ``quarters`` consecutive calendar quarters from the one holding ``start``, plus the
+    day after the last one."""
+    month = 3 * ((start.month - 1) // 3) + 1
+    out = []
+    year = start.year
+    for _ in range(quarters + 1):
+        out.append(dt.date(year, month, 1))
+        month += 3
+        if month > 12:
+            month, year = month - 12, year + 1
+    return out
+
+
+def _ns(day: dt.date) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()) * NS_PER_S
+
+
+def _lot_values(lot: physics.Lot) -> tuple[float, float, float, float]:
+    return tuple(float(getattr(lot, f)) for f in LOT_FEATURES)  # type: ignore[return-value]
+
+
+@dataclass
+class ServingSchedule:
+    """Which model serves when: the policy the line runs, switched at quarter boundaries.
+
+    Decisions look the model up by the production's start time, so they do not depend on the order in
+    which the timeline plans them."""
+
+    since_ns: list[int] = field(default_factory=list)
+    models: list[LoadedModel] = field(default_factory=list)
+    fallbacks: Counter[str] = field(default_factory=Counter)
+
+    def serve(self, since_ns: int, model: LoadedModel) -> None:
+        self.since_ns.append(since_ns)
+        self.models.append(model)
+
+    def model_at(self, t_ns: int) -> LoadedModel | None:
+        for since, model in zip(reversed(self.since_ns), reversed(self.models), strict=True):
+            if since <= t_ns:
+                return model
+        return None
+
+    def policy(self, lot: physics.Lot, ctx: ProductionContext) -> Decision:
+        model = self.model_at(ctx.start_ns)
+        if model is None:
+            return ctx.fallback(lot)
+        decision = model_decision(model, lot)
+        if isinstance(decision, str):
+            self.fallbacks[decision] += 1
+            return ctx.fallback(lot)
+        return decision
+
+
+def model_decision(model: LoadedModel, lot: physics.Lot) -> Decision | str:
+    """The server's answer for ``lot``: a Decision, or the refusal reason (the craftsman then decides)."""
+    try:
+        rec = model.recommender.recommend(_lot_values(lot))
+    except NoFeasibleSetting as exc:
+        return exc.reason
+    p = rec.parameters
+    params = physics.Params(p["temperature"], p["feed_rate"], p["pressure"])
+    if not physics.within_safety(params):  # the control system refuses it too
+        return "unsafe_parameters"
+    return Decision(params, f"model:{model.version}", 1000 + model.version_number)
+
+
+@dataclass
+class Scores:
+    """Sums of one policy's outcomes on the scored lots."""
+
+    n: int = 0
+    quality: float = 0.0
+    faults: int = 0
+    cycle_time_s: float = 0.0
+    energy_kwh: float = 0.0
+
+    def add(self, out: physics.Outcome) -> None:
+        self.n += 1
+        self.quality += out.quality
+        self.faults += out.fault is not None
+        self.cycle_time_s += out.cycle_time_s
+        self.energy_kwh += out.energy_kwh
+
+    def mean(self) -> dict[str, float]:
+        n = max(self.n, 1)
+        return {
+            "quality": self.quality / n,
+            "fault_rate": self.faults / n,
+            "cycle_time_s": self.cycle_time_s / n,
+            "energy_kwh": self.energy_kwh / n,
+        }
+
+
+def _sample(prods: list[Production], lots: int) -> list[Production]:
+    if lots <= 0 or lots >= len(prods):
+        return prods
+    idx = np.linspace(0, len(prods) - 1, lots).round().astype(int)
+    return [prods[i] for i in idx]
+
+
+def _replay(prods: list[Production], decide: Callable[[Production], physics.Params], seed: int) -> Scores:
+    """Outcomes of another policy on the same lots with the same outcome draws (paired)."""
+    scores = Scores()
+    for p in prods:
+        scores.add(physics.outcome(p.lot, decide(p), physics.outcome_key(seed, p.line, p.production_id)))
+    return scores
+
+
+def _policy_quality(model: LoadedModel | None, prods: list[Production], seed: int, cfg: SimConfig) -> float:
+    """Realized quality on ``prods`` had ``model`` served (the craftsman on shift where it refuses;
+    None: the craftsmen alone)."""
+
+    def decide(p: Production) -> physics.Params:
+        if model is not None:
+            decision = model_decision(model, p.lot)
+            if not isinstance(decision, str):
+                return decision.params
+        return _craftsman_params(p, seed, cfg)
+
+    return _replay(prods, decide, seed).mean()["quality"]
+
+
+def _craftsman_params(p: Production, seed: int, cfg: SimConfig) -> physics.Params:
+    craftsman = on_shift(seed, p.line, p.shift_index, cfg.crew)
+    return craftsman_decision(craftsman, p.lot, derive_key(seed, p.line, "decide", p.production_id)).params
+
+
+@dataclass
+class Backtest:
+    seed: int
+    line: str
+    quarters: int = 5
+    lots: int = 2000
+    start: dt.date = DEFAULT_START
+    crew: tuple[str, ...] = ()
+    progress: bool = True
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def run(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        cfg = SimConfig(seed=self.seed, lines=(self.line,), crew=self.crew)
+        bounds = quarter_starts(self.start, self.quarters)
+        schedule = ServingSchedule()
+        timeline = LineTimeline(cfg, self.line, policy=schedule.policy, policy_since_ns=_ns(bounds[1]))
+        history: list[Production] = []
+        out_quarters = []
+        serving: LoadedModel | None = None
+        bar = tqdm(
+            total=self.quarters, desc="backtest", unit="quarter", file=sys.stderr, disable=not self.progress
+        )
+        gate: dict[str, Any] | None = None
+        candidate: LoadedModel | None = None
+        for q in range(self.quarters):
+            t0, t1 = _ns(bounds[q]), _ns(bounds[q + 1])
+            before = Counter(schedule.fallbacks)
+            prods = [p for p in timeline.productions_between(t0, t1) if t0 <= p.start_ns < t1]
+            history += prods
+            fallbacks = dict(schedule.fallbacks - before)
+            scored = _sample(prods, self.lots)
+            entry = self._score(q, bounds[q], scored, cfg, fallbacks, len(prods))
+            if gate is not None:
+                # the decision taken at this quarter's start, judged on this quarter's lots (unseen by both)
+                gate["candidate_next_quality"] = _policy_quality(candidate, scored, self.seed, cfg)
+                gate["serving_next_quality"] = _policy_quality(gate.pop("_serving"), scored, self.seed, cfg)
+                better = gate["candidate_next_quality"] - gate["serving_next_quality"]
+                gate["right"] = bool(
+                    better >= -GATE_TOLERANCE if gate["promoted"] else better <= GATE_TOLERANCE
+                )
+                entry["gate"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in gate.items()}
+            out_quarters.append(entry)
+            bar.update(1)
+            if q == self.quarters - 1:
+                break
+            # quarter end: the platform trains a candidate on the history so far and its gate decides
+            frame = productions_table(history)
+            result = retraining.retrain(
+                frame, serving, as_of=bounds[q + 1], seed=self.seed, version_number=q + 1
+            )
+            candidate = result.candidate
+            gate = {"promoted": result.promoted, "reason": result.reason, "_serving": serving,
+                    "train_seconds": round(result.train_seconds, 2)}  # fmt: skip
+            if result.promoted:
+                serving = candidate
+                schedule.serve(t1, candidate)
+        bar.close()
+        self.report = {
+            "seed": self.seed,
+            "line": self.line,
+            "crew": [c.name for c in roster(self.crew)],
+            "lots_per_quarter": self.lots,
+            "quarters": out_quarters,
+            "oracle_gap_mean": round(
+                float(
+                    np.mean(
+                        [q["quality"]["oracle"] - q["quality"]["line"] for q in out_quarters[1:]] or [0.0]
+                    )
+                ),
+                4,
+            ),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        return self.report
+
+    def _score(
+        self, q: int, start: dt.date, scored: list[Production], cfg: SimConfig, fallbacks: dict[str, int],
+        n_prods: int,
+    ) -> dict[str, Any]:  # fmt: skip
+        line = Scores()
+        for p in scored:
+            line.add(p.outcome)
+        policies: dict[str, Scores] = {"line": line}
+        policies["oracle"] = _replay(scored, lambda p: physics.optimum(p.lot), self.seed)
+        for c in roster(self.crew):
+            policies[c.name] = _replay(
+                scored,
+                lambda p, c=c: (
+                    craftsman_decision(
+                        c, p.lot, derive_key(self.seed, p.line, "decide", p.production_id)
+                    ).params
+                ),
+                self.seed,
+            )
+        means = {name: s.mean() for name, s in policies.items()}
+        crew = [c.name for c in roster(self.crew)]
+        best = max(crew, key=lambda n: means[n]["quality"])
+        fallback_total = sum(fallbacks.values())
+        run_by = CRAFTSMEN_RUN if q == 0 else MODEL_RUN
+        return {
+            "quarter": start.isoformat(),
+            "run_by": run_by,
+            "productions": n_prods,
+            "lots": len(scored),
+            "best_craftsman_name": best,
+            "quality": {
+                "line": means["line"]["quality"],
+                "oracle": means["oracle"]["quality"],
+                "best_craftsman": means[best]["quality"],
+                **{n: means[n]["quality"] for n in crew},
+            },
+            "fault_rate": {
+                "line": means["line"]["fault_rate"],
+                "oracle": means["oracle"]["fault_rate"],
+                "best_craftsman": means[best]["fault_rate"],
+                **{n: means[n]["fault_rate"] for n in crew},
+            },
+            "cycle_time_s": {n: means[n]["cycle_time_s"] for n in ("line", "oracle", best)},
+            "energy_kwh": {n: means[n]["energy_kwh"] for n in ("line", "oracle", best)},
+            "fallback_rate": (fallback_total / n_prods) if run_by == MODEL_RUN and n_prods else 0.0,
+            "fallbacks": fallbacks,
+        }
+
+
+def _rounded(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return round(obj, 4)
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v) for v in obj]
+    return obj
+
+
+def summary_table(report: dict[str, Any]) -> str:
+    """The report as a table for people: per quarter, the line against the best craftsman and the oracle."""
+    head = (
+        f"{'quarter':<11} {'run by':<10} {'line':>7} {'best craftsman':>20} {'oracle':>7} "
+        f"{'faults line/best':>17} {'fallback':>9} {'gate':>22}"
+    )
+    rows = [head, "-" * len(head)]
+    for q in report["quarters"]:
+        gate = q.get("gate")
+        verdict = ""
+        if gate:
+            verdict = (
+                f"{'promoted' if gate['promoted'] else 'kept'} ({'right' if gate['right'] else 'WRONG'})"
+            )
+        rows.append(
+            f"{q['quarter']:<11} {q['run_by']:<10} {q['quality']['line']:>7.2f} "
+            f"{q['best_craftsman_name'] + ' ' + format(q['quality']['best_craftsman'], '.2f'):>20} "
+            f"{q['quality']['oracle']:>7.2f} "
+            f"{format(q['fault_rate']['line'], '.2%') + '/' + format(q['fault_rate']['best_craftsman'], '.2%'):>17} "
+            f"{q['fallback_rate']:>9.2%} {verdict:>22}"
+        )
+    rows.append(f"mean gap to the oracle over the model-run quarters: {report['oracle_gap_mean']:.2f}")
+    return "\n".join(rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="factory-sim backtest",
+        description="Run a line through consecutive quarters: the craftsmen first, then the platform's "
+        "model, retrained and gated at every quarter's end; report each quarter against every craftsman "
+        "and the oracle on the same lots.",
+    )
+    parser.add_argument("--seed", type=int, default=42, help="simulation seed (default 42)")
+    parser.add_argument("--line", default="L1", help="line name (default L1)")
+    parser.add_argument(
+        "--quarters",
+        type=int,
+        default=5,
+        help="quarters to run, the first by the craftsmen (default 5: a year of the model)",
+    )
+    parser.add_argument(
+        "--lots",
+        type=int,
+        default=2000,
+        help="lots per quarter replayed for every craftsman and the oracle (0: all; default 2000)",
+    )
+    parser.add_argument(
+        "--start",
+        type=dt.date.fromisoformat,
+        default=DEFAULT_START,
+        help="a day of the first quarter (default 2026-01-01)",
+    )
+    parser.add_argument(
+        "--crew",
+        default="",
+        help="comma-separated craftsmen on the roster (default: all five: anna,bruno,carla,dmitri,emil)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return parser  # fmt: skip
+
+
+def cli(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.quarters < 2:
+        print("factory-sim backtest: --quarters must be >= 2 (one run by the craftsmen, then the model)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    crew = tuple(n.strip() for n in args.crew.split(",") if n.strip())
+    try:
+        SimConfig(seed=args.seed, lines=(args.line,), crew=crew)
+    except ValueError as exc:
+        print(f"factory-sim backtest: {exc}", file=sys.stderr)
+        return 2
+    bt = Backtest(
+        args.seed, args.line, args.quarters, args.lots, args.start, crew, progress=not args.no_progress
+    )
+    report = _rounded(bt.run())
+    print(json.dumps(report, indent=2) if args.json else summary_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli(sys.argv[1:]))
