@@ -15,7 +15,7 @@ from factory_core.machine import (
     SETPOINT_COLUMN,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: prior-first search with support, leverage and uncertainty (search section)
 LOT_FEATURES: tuple[str, ...] = tuple(QUALITY_FIGURES)  # moisture, hardness, density, impurity
 PARAM_FEATURES: tuple[str, ...] = tuple(PARAMETERS)  # temperature, feed_rate, pressure
 FEATURES: tuple[str, ...] = LOT_FEATURES + PARAM_FEATURES

@@ -42,9 +42,22 @@ FAULT_PARAMS: dict[str, Any] = {
     "min_child_weight": 2,
     "eval_metric": "logloss",
 }
-PRIOR_TEMPERATURE = 2.0  # quality points: weight of a row in the prior = exp((q - q_best) / T)
+PRIOR_TEMPERATURE = 2.0  # quality points: weight of a row in the prior = exp(min(q - q90(lot), 0) / T)
+PRIOR_REFERENCE_PARAMS: dict[str, Any] = {
+    "objective": "reg:quantileerror",
+    "quantile_alpha": 0.9,
+    "tree_method": "hist",
+    "max_depth": 4,
+    "eta": 0.2,
+}
+PRIOR_REFERENCE_ROUNDS = 60
 MAX_SUPPORT = 4000
 SMOKE_ROWS = 8
+TREE_SUPPORT_FACTOR = 2.0  # the trees' predictions count where a lot is this close to history (x its q99)
+LEVERAGE_REFUSE_RATIO = 25.0  # out_of_support beyond this multiple of the history's q99.9 leverage
+LOW_QUALITY_THRESHOLD = 30.0  # low_predicted_quality when (q - k * uncertainty) * (1 - risk) is below
+UNCERTAINTY_K = 0.0
+UNCERTAINTY_NEIGHBOURS = 8
 
 
 class TrainingDataError(ValueError):
@@ -101,13 +114,26 @@ def faulted(frame: pd.DataFrame) -> np.ndarray:
     return (col.notna() & (col.astype("string").fillna("") != "")).to_numpy(dtype=np.float32)
 
 
-def fit_prior(x: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fit_prior(
+    x: np.ndarray, quality: np.ndarray, seed: int = 0, nthread: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Outcome-weighted policy: weighted least squares of setting on quadratic lot terms.
 
-    Rows that produced high quality dominate, so this learns what the best operators dial in for a lot;
-    it only seeds the search, the forward models choose.
+    A row's weight is exp(min(q - q90(lot), 0) / T), q90(lot) being the 90th percentile of quality
+    reached on similar lots (an XGBoost quantile model on the lot figures alone): the best productions
+    *for that kind of lot* dominate. Weighting against the best quality anywhere instead starves hard
+    lots (high impurity, say), where nobody reaches the global best, and the quadratic then
+    extrapolates badly exactly there. Measured with the backtest (docs/model.md): the prior, not the
+    trees' argmax, is what holds up a season ahead; the trees veto and report.
     """
-    w = np.exp((quality - quality.max()) / PRIOR_TEMPERATURE)
+    lots = x[:, :4].astype(np.float32)
+    reference = xgb.train(
+        {**PRIOR_REFERENCE_PARAMS, "seed": seed, "nthread": nthread},
+        xgb.DMatrix(lots, label=quality, nthread=nthread),
+        num_boost_round=PRIOR_REFERENCE_ROUNDS,
+    )
+    q90 = reference.inplace_predict(lots).astype(np.float64)
+    w = np.exp(np.minimum(quality - q90, 0.0) / PRIOR_TEMPERATURE)
     design = lot_design(x[:, :4].astype(np.float64))
     sw = np.sqrt(w)[:, None]
     coef, *_ = np.linalg.lstsq(design * sw, x[:, 4:].astype(np.float64) * sw, rcond=None)
@@ -117,9 +143,13 @@ def fit_prior(x: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return coef, np.maximum(std, floor)
 
 
-def support_set(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
-    """Deterministic subsample of historical rows + the support distance under which a point counts as
-    seen (1.5 x the 99th percentile of held-back rows' distances, measured as the recommender does)."""
+def support_set(
+    x: np.ndarray, mean: np.ndarray, scale: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Deterministic subsample of historical rows (and their indices) + the support distance under which
+    a (lot, setting) counts as seen (1.5 x the 99th percentile of held-back rows' distances, measured as
+    the recommender does) + the 99th percentile of held-back lots' distance to the nearest support lot
+    (the scale of "a lot like those in history")."""
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(x), size=min(MAX_SUPPORT, len(x)), replace=False))
     support = x[idx].astype(np.float64)
@@ -130,11 +160,32 @@ def support_set(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, seed: int) -
     norm = (support - mean) / scale
     pn = (probe - mean) / scale
     k = min(SUPPORT_NEIGHBOURS + 1, len(support))
-    _, near = cKDTree(norm[:, :4]).query(pn[:, :4], k=k)
+    lot_dist, near = cKDTree(norm[:, :4]).query(pn[:, :4], k=k)
     d2 = ((pn[:, None, :] - norm[near]) ** 2).sum(axis=2)
     d2.sort(axis=1)
     nn = np.sqrt(d2[:, 1] if in_sample else d2[:, 0])
-    return support, float(1.5 * np.quantile(nn, 0.99))
+    lot_nn = lot_dist[:, 1] if in_sample else lot_dist[:, 0]
+    return support, idx, float(1.5 * np.quantile(nn, 0.99)), max(float(np.quantile(lot_nn, 0.99)), 1e-6)
+
+
+def leverage_scale(lots: np.ndarray) -> tuple[np.ndarray, float]:
+    """C^-1 of the prior's design rows (C = D'D / n) and the 99.9th percentile of their leverage
+    d' C^-1 d: a lot whose leverage is many times that lies where the quadratic prior extrapolates."""
+    design = lot_design(lots.astype(np.float64))
+    inv = np.linalg.pinv(design.T @ design / len(design))
+    leverage = np.einsum("ij,jk,ik->i", design, inv, design)
+    return inv, float(np.quantile(leverage, 0.999))
+
+
+def out_of_fold_residuals(x: np.ndarray, q: np.ndarray, rounds: int, seed: int, nthread: int) -> np.ndarray:
+    """QA quality minus the quality model's prediction for each fault-free row, from a model that did
+    not see the row (two folds, alternate rows): the honest size of the model's error near a point."""
+    out = np.empty(len(x), dtype=np.float64)
+    for fold in (0, 1):
+        fit = np.arange(len(x)) % 2 != fold
+        booster = _fit(QUALITY_PARAMS, x[fit], q[fit], rounds, seed + 1 + fold, nthread)
+        out[~fit] = q[~fit] - booster.inplace_predict(x[~fit], validate_features=False)
+    return out
 
 
 def _fit(
@@ -173,8 +224,12 @@ def train(
     fault_booster = _fit(FAULT_PARAMS, x, fault, fault_rounds, seed, nthread)
     mean = x.mean(axis=0).astype(np.float64)
     scale = np.maximum(x.std(axis=0).astype(np.float64), 1e-6)
-    support, threshold = support_set(x, mean, scale, seed)
-    coef, resid_std = fit_prior(x[ok], q[ok].astype(np.float64))
+    support, support_idx, threshold, lot_threshold = support_set(x, mean, scale, seed)
+    coef, resid_std = fit_prior(x[ok], q[ok].astype(np.float64), seed, nthread)
+    lev_inv, lev_q999 = leverage_scale(x[ok][:, :4])
+    residuals = np.full(len(x), np.nan)
+    residuals[ok] = out_of_fold_residuals(x[ok], q[ok], quality_rounds, seed, nthread)
+    support_residuals = residuals[support_idx]
     lo = np.quantile(x[:, 4:], 0.005, axis=0)
     hi = np.quantile(x[:, 4:], 0.995, axis=0)
     ranges = {
@@ -200,6 +255,18 @@ def train(
             "support_threshold": threshold,
             "fault_risk_threshold": fault_risk_threshold,
             "indifference_margin": indifference_margin,
+            "selection": "prior_first",
+            "tree_lot_threshold": TREE_SUPPORT_FACTOR * lot_threshold,
+            "lot_distance_q99": lot_threshold,
+            "leverage_inv": lev_inv.tolist(),
+            "leverage_q999": lev_q999,
+            "leverage_refuse_ratio": LEVERAGE_REFUSE_RATIO,
+            "low_quality_threshold": LOW_QUALITY_THRESHOLD,
+            "uncertainty_k": UNCERTAINTY_K,
+            "uncertainty_neighbours": UNCERTAINTY_NEIGHBOURS,
+            "support_residuals": [
+                None if not np.isfinite(v) else round(float(v), 4) for v in support_residuals
+            ],
             "prior_coef": coef.tolist(),
             "prior_resid_std": resid_std.tolist(),
             "param_ranges": ranges,

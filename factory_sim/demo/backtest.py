@@ -190,6 +190,8 @@ class Backtest:
     crew: tuple[str, ...] = ()
     progress: bool = True
     report: dict[str, Any] = field(default_factory=dict)
+    history: list[Production] = field(default_factory=list, repr=False)  # every production, as run
+    timeline: LineTimeline | None = field(default=None, repr=False)
 
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
@@ -197,7 +199,8 @@ class Backtest:
         bounds = quarter_starts(self.start, self.quarters)
         schedule = ServingSchedule()
         timeline = LineTimeline(cfg, self.line, policy=schedule.policy, policy_since_ns=_ns(bounds[1]))
-        history: list[Production] = []
+        self.timeline, self.history = timeline, []
+        history = self.history
         out_quarters = []
         serving: LoadedModel | None = None
         bar = tqdm(

@@ -234,6 +234,12 @@ def search_arrays(
     fault_threshold: float,
     support_threshold: float,
     margin: float,
+    prior_first: bool,
+    tree_lot_threshold: float,
+    lev_inv: np.ndarray,
+    lev_limit: float,
+    support_resid: np.ndarray,
+    u_k: int,
     q_cuts: np.ndarray,
     q_cut_lo: np.ndarray,
     q_cut_hi: np.ndarray,
@@ -250,12 +256,15 @@ def search_arrays(
     f_values: np.ndarray,
     f_base: float,
     f_sigmoid: bool,
-) -> tuple[np.ndarray, np.ndarray, int, int]:
+) -> tuple[np.ndarray, np.ndarray, int, int, np.ndarray]:
     """The whole constrained search for one lot (Recommender.search_reference, compiled).
 
     Returns (candidates k x 3, predictions 3 x k: quality, fault risk (NaN where not needed), expected
     quality (-inf where infeasible or not needed), feasible candidates among those checked, best index
-    or -1 when nothing is feasible)."""
+    or -1 when nothing is feasible or -3 when the lot is out of the prior's support, and what the
+    model knows of the lot: [nearest historical lot's distance, the prior's leverage, the quality
+    prediction's uncertainty at the chosen setting, the chosen (lot, setting)'s support distance]
+    (NaN where not computed))."""
     n_lot = lot.shape[0]
     n_par = safe_lo.shape[0]
     # prior policy: quadratic design row of the centred lot figures (recommender.lot_design)
@@ -272,6 +281,15 @@ def search_arrays(
         for t in range(_N_PRIOR_TERMS):
             acc += terms[t] * prior_coef[t, j]
         centre[j] = acc
+    # the prior's leverage d' C^-1 d: how far this lot's design row lies from the rows it was fitted on
+    info = np.full(4, np.nan)
+    leverage = 0.0
+    for a in range(_N_PRIOR_TERMS):
+        acc = 0.0
+        for b in range(_N_PRIOR_TERMS):
+            acc += lev_inv[a, b] * terms[b]
+        leverage += terms[a] * acc
+    info[1] = leverage
     # the historical lots most similar to this one (normalized lot space); positions index the
     # bucket-ordered support arrays
     near, lot_d2 = nearest_lots(
@@ -285,6 +303,11 @@ def search_arrays(
         k_support,
         k_neighbours,
     )
+    lot_dist = np.sqrt(max(lot_d2.min(), 0.0))
+    info[0] = lot_dist
+    if leverage > lev_limit:
+        return np.empty((0, n_par)), np.full((3, 0), np.nan), 0, -3, info
+    in_trees = lot_dist <= tree_lot_threshold
     # candidates: the prior, a lattice around it, the settings used for the nearest lots; clipped. The
     # lattice takes 3 values per parameter (steps[s] = the step-s offsets; step 1 is 0, the prior), so
     # its table rows are found once per (step, parameter) and pairs of them are ANDed once per tree
@@ -349,63 +372,139 @@ def search_arrays(
     n_feasible = 0
     best_value = -np.inf
     pred[2, :] = -np.inf
-    for i in np.argsort(-pred[0], kind="mergesort"):
-        if pred[0, i] < best_value - margin:
-            break
-        for q in range(k_near):
-            d2[q] = lot_d2[q]
-        for j in range(n_par):
-            a = (cands[i, j] - par_mean[j]) / par_scale[j]
-            row = near_par[j]
-            for q in range(k_near):
-                diff = row[q] - a
-                d2[q] += diff * diff
-        if np.sqrt(max(d2.min(), 0.0)) > support_threshold:
-            continue
-        for j in range(n_par):
-            f_rows[j] = _row(f_cuts, f_cut_lo, f_cut_hi, f_row_base, n_lot + j, cands[i, j])
-        pred[1, i] = _score(f_mask, f_rows, f_tables, f_values, f_base, f_sigmoid)
-        if pred[1, i] < fault_threshold:
-            n_feasible += 1
-            pred[2, i] = pred[0, i] * (1.0 - pred[1, i])
-            best_value = max(best_value, pred[2, i])
-    if n_feasible == 0:
-        return cands, pred, 0, -1
-    # among settings within the margin of the best, the one closest to the prior (trust region); lattice
-    # points are equidistant from the prior, so equal distances go to the higher expected quality
-    away = np.full(n_cand, np.inf)
-    closest = np.inf
-    for i in range(n_cand):
-        if pred[2, i] >= best_value - margin:
+    best = -1
+    if prior_first:
+        # trust region: the feasible candidate closest to the prior wins (equal distances: the higher
+        # predicted quality); the prior itself needs no support check (it is what worked in history)
+        # and its fault veto applies only where the trees have seen such lots
+        by_quality = np.argsort(-pred[0], kind="mergesort")
+        away = np.empty(n_cand, dtype=np.float64)
+        for i in range(n_cand):
             acc = 0.0
             for j in range(n_par):
                 step = (cands[i, j] - cands[0, j]) / prior_std[j]
                 acc += step * step
             away[i] = acc
-            closest = min(closest, acc)
-    best = -1
-    for i in range(n_cand):
-        if away[i] <= closest + TIE_TOLERANCE and (best < 0 or pred[2, i] > pred[2, best]):
-            best = i
-    return cands, pred, n_feasible, best
+        away = np.round(away, 9)  # equidistant lattice points tie exactly, whatever the rounding
+        ordered = by_quality[np.argsort(away[by_quality], kind="mergesort")]
+        for i in ordered:
+            if i != 0 and not _supported(
+                i, cands, par_mean, par_scale, near_par, lot_d2, d2, support_threshold
+            ):
+                continue
+            for j in range(n_par):
+                f_rows[j] = _row(f_cuts, f_cut_lo, f_cut_hi, f_row_base, n_lot + j, cands[i, j])
+            pred[1, i] = _score(f_mask, f_rows, f_tables, f_values, f_base, f_sigmoid)
+            if pred[1, i] < fault_threshold or (i == 0 and not in_trees):
+                n_feasible = 1
+                pred[2, i] = pred[0, i] * (1.0 - pred[1, i])
+                best = i
+                break
+    else:
+        for i in np.argsort(-pred[0], kind="mergesort"):
+            if pred[0, i] < best_value - margin:
+                break
+            if not _supported(i, cands, par_mean, par_scale, near_par, lot_d2, d2, support_threshold):
+                continue
+            for j in range(n_par):
+                f_rows[j] = _row(f_cuts, f_cut_lo, f_cut_hi, f_row_base, n_lot + j, cands[i, j])
+            pred[1, i] = _score(f_mask, f_rows, f_tables, f_values, f_base, f_sigmoid)
+            if pred[1, i] < fault_threshold:
+                n_feasible += 1
+                pred[2, i] = pred[0, i] * (1.0 - pred[1, i])
+                best_value = max(best_value, pred[2, i])
+        if n_feasible > 0:
+            # among settings within the margin of the best, the one closest to the prior (trust
+            # region); lattice points are equidistant from the prior, so equal distances go to the
+            # higher expected quality
+            away = np.full(n_cand, np.inf)
+            closest = np.inf
+            for i in range(n_cand):
+                if pred[2, i] >= best_value - margin:
+                    acc = 0.0
+                    for j in range(n_par):
+                        step = (cands[i, j] - cands[0, j]) / prior_std[j]
+                        acc += step * step
+                    away[i] = acc
+                    closest = min(closest, acc)
+            for i in range(n_cand):
+                if away[i] <= closest + TIE_TOLERANCE and (best < 0 or pred[2, i] > pred[2, best]):
+                    best = i
+    if best < 0:
+        return cands, pred, 0, -1, info
+    info[2] = _local_error(best, cands, par_mean, par_scale, near_par, lot_d2, d2, support_resid, near, u_k)
+    info[3] = np.sqrt(max(d2.min(), 0.0))  # the chosen (lot, setting)'s distance to the nearest near row
+    return cands, pred, n_feasible, best, info
+
+
+@njit(cache=True)
+def _supported(
+    i: int, cands: np.ndarray, par_mean: np.ndarray, par_scale: np.ndarray, near_par: np.ndarray,
+    lot_d2: np.ndarray, d2: np.ndarray, support_threshold: float,
+) -> bool:  # fmt: skip
+    """Candidate i lies inside the support of history: its (lot, setting) distance to the nearest of
+    the near rows is under the threshold (fills ``d2`` with the distances to every near row)."""
+    _distances(i, cands, par_mean, par_scale, near_par, lot_d2, d2)
+    return np.sqrt(max(d2.min(), 0.0)) <= support_threshold
+
+
+@njit(cache=True)
+def _distances(
+    i: int, cands: np.ndarray, par_mean: np.ndarray, par_scale: np.ndarray, near_par: np.ndarray,
+    lot_d2: np.ndarray, d2: np.ndarray,
+) -> None:  # fmt: skip
+    k_near = d2.shape[0]
+    for q in range(k_near):
+        d2[q] = lot_d2[q]
+    for j in range(cands.shape[1]):
+        a = (cands[i, j] - par_mean[j]) / par_scale[j]
+        row = near_par[j]
+        for q in range(k_near):
+            diff = row[q] - a
+            d2[q] += diff * diff
+
+
+@njit(cache=True)
+def _local_error(
+    best: int, cands: np.ndarray, par_mean: np.ndarray, par_scale: np.ndarray, near_par: np.ndarray,
+    lot_d2: np.ndarray, d2: np.ndarray, support_resid: np.ndarray, near: np.ndarray, u_k: int,
+) -> float:  # fmt: skip
+    """The quality model's error where it answered: RMS of the out-of-fold residuals of the u_k
+    historical productions nearest to the chosen (lot, setting) (fault-free ones only; NaN if none)."""
+    _distances(best, cands, par_mean, par_scale, near_par, lot_d2, d2)
+    idx = np.argsort(d2, kind="mergesort")
+    acc = 0.0
+    n = 0
+    for q in idx:
+        r = support_resid[near[q]]
+        if np.isfinite(r):
+            acc += r * r
+            n += 1
+            if n >= u_k:
+                break
+    return np.sqrt(acc / n) if n > 0 else np.nan
 
 
 @njit(cache=True)
 def search(
     lot: tuple[float, float, float, float], *model: Any
-) -> tuple[int, int, int, float, float, float, float, float]:
+) -> tuple[int, int, int, float, float, float, float, float, float, float, float, float, float]:
     """The request path's entry: lot figures as a tuple of floats in, scalars out (no arrays to box).
 
-    Returns (best index, or -1 when nothing is feasible, or -2 when a lot figure is not finite and the
-    reference path must answer; candidates; feasible; the best setting's three parameters; its expected
-    quality; its fault risk). ``model`` is Recommender's kernel arguments, in search_arrays' order."""
+    Returns (best index, or -1 when nothing is feasible, -3 when the lot is out of the prior's support,
+    or -2 when a lot figure is not finite and the reference path must answer; candidates; feasible; the
+    best setting's three parameters; its expected quality; its fault risk; its no-fault quality; the
+    nearest historical lot's distance; the prior's leverage; the quality prediction's uncertainty; the
+    chosen (lot, setting)'s support distance).
+    ``model`` is Recommender's kernel arguments, in search_arrays' order."""
+    nan = np.nan
     values = np.empty(len(lot), dtype=np.float64)
     for j in range(len(lot)):
         if not np.isfinite(lot[j]):
-            return -2, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0
+            return -2, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, nan, nan, nan, nan, nan
         values[j] = lot[j]
-    cands, pred, n_feasible, best = search_arrays(values, *model)
+    cands, pred, n_feasible, best, info = search_arrays(values, *model)
     if best < 0:
-        return best, cands.shape[0], n_feasible, 0.0, 0.0, 0.0, 0.0, 0.0
+        return best, cands.shape[0], n_feasible, 0.0, 0.0, 0.0, 0.0, 0.0, nan, info[0], info[1], nan, nan
     return (best, cands.shape[0], n_feasible, cands[best, 0], cands[best, 1], cands[best, 2], pred[2, best],
-            pred[1, best])  # fmt: skip
+            pred[1, best], pred[0, best], info[0], info[1], info[2], info[3])  # fmt: skip

@@ -66,12 +66,33 @@ class NoFeasibleSetting(Exception):
 
 class Recommendation(NamedTuple):
     """Best feasible setting and what the forward models predict for it (a NamedTuple: immutable, and
-    built per request in a fraction of a frozen dataclass's time)."""
+    built per request in a fraction of a frozen dataclass's time), with what the model knows of the lot:
+    how far it lies from the training data and how uncertain the predicted quality is."""
 
     parameters: dict[str, float]
     predicted_quality: float  # expected QA score (no-fault quality x (1 - fault risk))
     predicted_fault_risk: float
     candidates: int
+    lot_distance: float = (
+        math.nan
+    )  # to the nearest training lot, in units of history's own q99 (<= 1: typical)
+    leverage: float = math.nan  # the prior's leverage, in units of history's q99.9 (refused above the limit)
+    quality_uncertainty: float = math.nan  # RMS error of the quality model on the nearest past productions
+
+
+class SearchResult(NamedTuple):
+    """The reference path's full answer (what the kernel computes, in numpy + XGBoost)."""
+
+    candidates: np.ndarray
+    fault_risk: np.ndarray
+    expected: np.ndarray  # -inf: infeasible or not checked
+    n_feasible: int
+    best: int  # -1: nothing feasible, -3: out of the prior's support
+    quality: np.ndarray  # no-fault quality per candidate
+    lot_distance: float  # raw normalized distance to the nearest support lot
+    leverage: float  # raw d' C^-1 d
+    uncertainty: float
+    setting_distance: float  # the chosen (lot, setting)'s support distance (NaN: nothing chosen)
 
 
 def lot_design(lots: np.ndarray) -> np.ndarray:
@@ -112,6 +133,23 @@ class Recommender:
         self.support_threshold = float(search["support_threshold"])
         self.fault_threshold = float(search["fault_risk_threshold"])
         self.margin = float(search["indifference_margin"])
+        self.prior_first = search.get("selection") == "prior_first"
+        self.tree_lot_threshold = float(search.get("tree_lot_threshold", math.inf))
+        self.lot_q99 = float(search.get("lot_distance_q99", 1.0))
+        self.lev_inv = np.asarray(search.get("leverage_inv", np.zeros((15, 15))), dtype=np.float64)
+        self.lev_q999 = float(search.get("leverage_q999", 1.0))
+        self.lev_limit = float(search.get("leverage_refuse_ratio", math.inf)) * self.lev_q999
+        self.low_quality = float(search.get("low_quality_threshold", -math.inf))
+        self.uncertainty_k = float(search.get("uncertainty_k", 0.0))
+        self.u_k = int(search.get("uncertainty_neighbours", 8))
+        resid = search.get("support_residuals")
+        self.support_resid = (
+            np.full(len(support), np.nan)
+            if resid is None
+            else np.array([math.nan if v is None else float(v) for v in resid], dtype=np.float64)
+        )
+        if self.lev_inv.shape != (15, 15) or self.support_resid.shape != (len(support),):
+            raise ValueError("search: leverage_inv must be 15 x 15 and support_residuals one per support row")
         self.prior_coef = np.asarray(search["prior_coef"], dtype=np.float64)
         self.prior_std = np.asarray(search["prior_resid_std"], dtype=np.float64)
         self.safe_lo = np.array([PARAM_BOUNDS[p][0] for p in PARAM_FEATURES])
@@ -149,6 +187,8 @@ class Recommender:
                 np.ascontiguousarray(self.support_par_norm[index.order]),
                 np.ascontiguousarray(self.support_params[index.order]), self.k_neighbours,
                 self.k_support, self.fault_threshold, self.support_threshold, self.margin,
+                self.prior_first, self.tree_lot_threshold, np.ascontiguousarray(self.lev_inv), self.lev_limit,
+                np.ascontiguousarray(self.support_resid[index.order]), self.u_k,
                 *self.forest.kernel_args(),
             )  # fmt: skip
             # compile (or load from numba's on-disk cache) now, while the model loads, not on the
@@ -211,41 +251,127 @@ class Recommender:
         d2 = (a_par * a_par).sum(axis=1)[:, None] + lot_d2[None, :] - 2.0 * (a_par @ b_par.T)
         return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
 
-    def search_reference(self, lot: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    def leverage_of(self, lot: np.ndarray) -> float:
+        design = lot_design(np.asarray(lot, dtype=np.float64)[None, :])[0]
+        return float(design @ self.lev_inv @ design)
+
+    def search_reference(self, lot: np.ndarray) -> SearchResult:
         """The search in numpy with XGBoost's own predictions: what serves when the trees cannot be
-        compiled, and the oracle the compiled kernel is tested against (finite lot figures only).
-        Returns (candidates, fault risk, expected quality (-inf = infeasible), feasible count, best)."""
+        compiled, and the oracle the compiled kernel is tested against (finite lot figures only)."""
+        lot = np.asarray(lot, dtype=np.float64)
+        leverage = self.leverage_of(lot)
+        lot_norm = (lot - self.lot_mean) / self.lot_scale
+        lot_dist = float(np.sqrt(((self.support_lot_norm - lot_norm) ** 2).sum(axis=1).min()))
+        if leverage > self.lev_limit:
+            empty = np.empty((0, 3))
+            return SearchResult(
+                empty, np.empty(0), np.empty(0), 0, -3, np.empty(0), lot_dist, leverage, math.nan, math.nan
+            )
         cands, near = self.candidates(lot)
         q, r = self.predict(lot, cands)
         dist = self.support_distance(lot, cands, near)
-        feasible = (r < self.fault_threshold) & (dist <= self.support_threshold)
-        n_feasible = int(feasible.sum())
-        expected = np.where(feasible, q * (1.0 - r), -np.inf)
-        if n_feasible == 0:
-            return cands, r, expected, 0, -1
-        good = np.flatnonzero(expected >= expected.max() - self.margin)
-        away = (((cands[good] - cands[0]) / self.prior_std) ** 2).sum(axis=1)
-        closest = good[away <= away.min() + kernels.TIE_TOLERANCE]  # equidistant lattice points:
-        return cands, r, expected, n_feasible, int(closest[np.argmax(expected[closest])])  # the better
+        supported = dist <= self.support_threshold
+        safe = r < self.fault_threshold
+        if self.prior_first:
+            supported[0] = True  # the prior is what worked in history: no support check
+            safe[0] = safe[0] or lot_dist > self.tree_lot_threshold  # veto only where the trees know lots
+            feasible = supported & safe
+            away = np.round((((cands - cands[0]) / self.prior_std) ** 2).sum(axis=1), 9)
+            order = np.lexsort((-q, away))  # nearest to the prior first, then the higher quality
+            ok = order[feasible[order]]
+            best = int(ok[0]) if len(ok) else -1
+            expected = np.full(len(cands), -np.inf)
+            if best >= 0:
+                expected[best] = q[best] * (1.0 - r[best])
+            n_feasible = 1 if best >= 0 else 0
+        else:
+            feasible = supported & safe
+            n_feasible = int(feasible.sum())
+            expected = np.where(feasible, q * (1.0 - r), -np.inf)
+            best = -1
+            if n_feasible:
+                good = np.flatnonzero(expected >= expected.max() - self.margin)
+                away = (((cands[good] - cands[0]) / self.prior_std) ** 2).sum(axis=1)
+                closest = good[away <= away.min() + kernels.TIE_TOLERANCE]  # equidistant lattice points:
+                best = int(closest[np.argmax(expected[closest])])  # the better
+        uncertainty = setting_dist = math.nan
+        if best >= 0:
+            uncertainty = self.local_error(lot, cands[best], near)
+            setting_dist = float(dist[best])
+        return SearchResult(
+            cands, r, expected, n_feasible, best, q, lot_dist, leverage, uncertainty, setting_dist
+        )
+
+    def local_error(self, lot: np.ndarray, setting: np.ndarray, near: np.ndarray) -> float:
+        """RMS of the out-of-fold residuals of the nearest past fault-free productions to (lot, setting)."""
+        a = np.concatenate(
+            [(lot - self.lot_mean) / self.lot_scale, (setting - self.par_mean) / self.par_scale]
+        )
+        d2 = ((self.support_norm[near] - a) ** 2).sum(axis=1)
+        resid = self.support_resid[near[np.argsort(d2, kind="mergesort")]]
+        resid = resid[np.isfinite(resid)][: self.u_k]
+        return float(np.sqrt((resid**2).mean())) if len(resid) else math.nan
 
     def recommend(self, lot_values: tuple[float, float, float, float]) -> Recommendation:
-        """Best feasible setting for a lot (moisture, hardness, density, impurity)."""
+        """Best feasible setting for a lot (moisture, hardness, density, impurity), or NoFeasibleSetting
+        with its reason: out_of_support, low_predicted_quality or no_feasible_setting."""
         lot = tuple(map(float, lot_values))  # one numba signature: a tuple of 4 floats
         if self._kernel_args is not None:
             out = kernels.search(lot, *self._kernel_args)
-            if out[0] >= 0:  # (best, candidates, feasible, 3 parameters, expected quality, fault risk)
+            # (best, candidates, feasible, 3 parameters, expected quality, fault risk, quality,
+            #  lot distance, leverage, uncertainty, setting's support distance)
+            if out[0] >= 0:
                 params = {_P0: round(out[3], 3), _P1: round(out[4], 3), _P2: round(out[5], 3)}
-                return Recommendation(params, out[6], out[7], out[1])
+                return self._answer(params, out[6], out[7], out[8], out[1], out[9], out[10], out[11], out[12])
+            if out[0] == -3:
+                raise self._out_of_support(out[10])
             if out[0] == -1:
                 raise self._refusal(out[1])
         missing = [name for name, v in zip(LOT_FEATURES, lot, strict=True) if not math.isfinite(v)]
         if missing:  # the API refuses these; a Python caller gets the operator, not a guess
-            raise NoFeasibleSetting(f"lot figure(s) {', '.join(missing)} not finite: no history to compare")
-        cands, r, expected_all, n_feasible, best = self.search_reference(np.asarray(lot, dtype=np.float64))
-        if n_feasible == 0:
-            raise self._refusal(len(cands))
-        params = {name: round(float(cands[best, k]), 3) for k, name in enumerate(PARAM_FEATURES)}
-        return Recommendation(params, float(expected_all[best]), float(r[best]), len(cands))
+            raise NoFeasibleSetting(
+                f"lot figure(s) {', '.join(missing)} not finite: no history to compare", "out_of_support"
+            )
+        res = self.search_reference(np.asarray(lot, dtype=np.float64))
+        if res.best == -3:
+            raise self._out_of_support(res.leverage)
+        if res.best < 0:
+            raise self._refusal(len(res.candidates))
+        params = {name: round(float(res.candidates[res.best, k]), 3) for k, name in enumerate(PARAM_FEATURES)}
+        return self._answer(
+            params, float(res.expected[res.best]), float(res.fault_risk[res.best]), float(res.quality[res.best]),
+            len(res.candidates), res.lot_distance, res.leverage, res.uncertainty, res.setting_distance,
+        )  # fmt: skip
+
+    def _answer(
+        self, params: dict[str, float], expected: float, risk: float, quality: float, n_cand: int,
+        lot_dist: float, leverage: float, uncertainty: float, setting_dist: float,
+    ) -> Recommendation:  # fmt: skip
+        """The recommendation, unless the model expects it to be poor where history backs the expectation.
+
+        The forward models' quality is evidence only near past productions: where the lot lies inside
+        the trees' support and the chosen setting inside the support of (lot, setting) rows. Elsewhere
+        the prior's setting (what the best producers did for such lots) stands; measured with the
+        backtest, refusing there hands the lot to the crew on shift, who do worse (docs/model.md)."""
+        if lot_dist <= self.tree_lot_threshold and setting_dist <= self.support_threshold:
+            spread = uncertainty if math.isfinite(uncertainty) else 0.0
+            pessimistic = (quality - self.uncertainty_k * spread) * (1.0 - risk)
+            if pessimistic < self.low_quality:
+                raise NoFeasibleSetting(
+                    f"predicted quality {expected:.1f} (pessimistic {pessimistic:.1f} with uncertainty "
+                    f"{spread:.1f}) is below {self.low_quality:.0f}: the operator decides",
+                    "low_predicted_quality",
+                )
+        return Recommendation(
+            params, expected, risk, n_cand, lot_dist / self.lot_q99, leverage / self.lev_q999, uncertainty
+        )
+
+    def _out_of_support(self, leverage: float) -> NoFeasibleSetting:
+        return NoFeasibleSetting(
+            f"lot outside the history the model learned from: prior leverage {leverage / self.lev_q999:.1f}x "
+            f"the history's 99.9th percentile (limit {self.lev_limit / self.lev_q999:.0f}x)",
+            "out_of_support",
+        )
 
     def _refusal(self, n_cand: int) -> NoFeasibleSetting:
         return NoFeasibleSetting(

@@ -24,6 +24,7 @@ from inference_server import cli
 from quality_model import registry
 from quality_model import training as trainer
 from quality_model.features import PARAM_BOUNDS, PARAM_FEATURES
+from quality_model.search.recommender import NoFeasibleSetting, Recommender
 from tests.support.inference import trained
 
 
@@ -90,10 +91,30 @@ def test_recommendations_stay_inside_safety_limits(model: trainer.TrainedModel) 
         assert out.candidates <= 512
 
 
-def test_far_outside_history_is_refused(model: trainer.TrainedModel) -> None:
+def test_far_outside_history_is_refused_as_out_of_support(model: trainer.TrainedModel) -> None:
     rec = model.recommender()
-    with pytest.raises(Exception, match="support of history"):
+    with pytest.raises(NoFeasibleSetting, match="outside the history the model learned from") as refused:
         rec.recommend((14.0, 95.0, 1.6, 4.0))
+    assert refused.value.reason == "out_of_support"
+
+
+def test_every_answer_carries_its_support_and_uncertainty(model: trainer.TrainedModel) -> None:
+    rec = model.recommender()
+    lot = physics.heldout_lot(3, 0, ORIGIN_NS)
+    got = rec.recommend((lot.moisture, lot.hardness, lot.density, lot.impurity))
+    assert 0.0 <= got.lot_distance < 2.0  # a lot like those in history: near its own q99 scale
+    assert 0.0 < got.leverage < 10.0
+    assert 0.0 < got.quality_uncertainty < 30.0
+
+
+def test_a_setting_expected_to_be_poor_is_refused_not_answered(model: trainer.TrainedModel) -> None:
+    """Raise the bar above anything the model predicts: it must refuse with the reason, never answer."""
+    meta = {**model.metadata, "search": {**model.metadata["search"], "low_quality_threshold": 1000.0}}
+    rec = Recommender(model.quality, model.fault, meta)
+    lot = physics.heldout_lot(3, 1, ORIGIN_NS)
+    with pytest.raises(NoFeasibleSetting, match="below 1000") as refused:
+        rec.recommend((lot.moisture, lot.hardness, lot.density, lot.impurity))
+    assert refused.value.reason == "low_predicted_quality"
 
 
 def test_model_beats_expert_on_heldout_lots() -> None:

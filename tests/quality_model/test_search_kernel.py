@@ -37,6 +37,8 @@ def _lots() -> list[tuple[float, float, float, float]]:
     rng = np.random.default_rng(5)
     for _ in range(300):
         out.append((rng.uniform(2, 12), rng.uniform(45, 90), rng.uniform(1.15, 1.5), rng.uniform(0.0, 2.5)))
+    for _ in range(60):  # the supplier's physical extremes: the prior's leverage refuses these
+        out.append((rng.uniform(1, 14), rng.uniform(35, 95), rng.uniform(1.05, 1.6), rng.uniform(2.5, 4.0)))
     return out
 
 
@@ -45,17 +47,21 @@ def test_compiled_search_equals_reference_search(model: trainer.TrainedModel) ->
     assert rec.bounded_cost, "the trained boosters must compile"
     refused = 0
     for lot in _lots():
-        cands, risk, expected, n_feasible, best = rec.search_reference(np.asarray(lot))
+        res = rec.search_reference(np.asarray(lot))
         try:
             got = rec.recommend(lot)
-        except NoFeasibleSetting:
-            assert n_feasible == 0, lot
+        except NoFeasibleSetting as exc:
+            reference_refuses = res.n_feasible == 0 or exc.reason == "low_predicted_quality"
+            assert reference_refuses, (lot, exc.reason)
             refused += 1
             continue
-        assert len(cands) == got.candidates, lot
-        assert list(got.parameters.values()) == [round(float(v), 3) for v in cands[best]], lot
-        assert got.predicted_quality == pytest.approx(expected[best], abs=1e-3)
-        assert got.predicted_fault_risk == pytest.approx(risk[best], abs=1e-5)
+        assert len(res.candidates) == got.candidates, lot
+        assert list(got.parameters.values()) == [round(float(v), 3) for v in res.candidates[res.best]], lot
+        assert got.predicted_quality == pytest.approx(res.expected[res.best], abs=1e-3)
+        assert got.predicted_fault_risk == pytest.approx(res.fault_risk[res.best], abs=1e-5)
+        assert got.lot_distance == pytest.approx(res.lot_distance / rec.lot_q99, rel=1e-9)
+        assert got.leverage == pytest.approx(res.leverage / rec.lev_q999, rel=1e-6)
+        assert got.quality_uncertainty == pytest.approx(res.uncertainty, rel=1e-9, nan_ok=True)
     assert 0 < refused < 300, refused  # both branches exercised
 
 
@@ -69,7 +75,8 @@ def test_search_kernel_is_deterministic_and_leaves_inputs_alone(model: trainer.T
     second = kernels.search_arrays(lot, *args)
     for a, b in zip(first[:2], second[:2], strict=True):
         np.testing.assert_array_equal(a, b)
-    assert first[2:] == second[2:]
+    assert first[2:4] == second[2:4]
+    np.testing.assert_array_equal(first[4], second[4])  # lot distance, leverage, uncertainty
     for a, b in zip(args, before, strict=True):
         if isinstance(a, np.ndarray):
             np.testing.assert_array_equal(a, b)
