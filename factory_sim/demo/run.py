@@ -31,7 +31,7 @@ from factory_core.layout import date_prefix
 from factory_core.store import open_store
 from factory_sim.demo.services import Service, free_port, http_ok
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file: factory_sim/demo/)
 BIN = Path(sys.executable).parent
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from factory_sim.demo.services import Service, http_ok
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file: factory_sim/demo/)
 VAR = ROOT / "var"
 RUN = VAR / "run"
 BIN = Path(sys.executable).parent
