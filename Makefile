@@ -48,8 +48,14 @@ test: $(STAMP) system-deps
 demo: $(STAMP)
 	$(PY) -m factory_sim.demo $(DEMO_ARGS)
 
+## Ports of `make up` (each checked before anything starts): make up UI_PORT=3001 API_PORT=8001 ...
+UI_PORT ?= 3000
+API_PORT ?= 8000
+SENSOR_PORT ?= 5020
+METRICS_PORT ?= 9108
 up: $(STAMP)
-	$(PY) -m factory_sim.demo.stack up
+	@$(PY) -m factory_sim.demo.stack up --ui-port $(UI_PORT) --inference-port $(API_PORT) \
+	  --sensor-port $(SENSOR_PORT) --collector-metrics-port $(METRICS_PORT)
 
 down:
 	@test -x $(PY) && $(PY) -m factory_sim.demo.stack down || true

@@ -61,7 +61,9 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, D
     """A store + warehouse after history -> productions -> aggregates for DAYS, and the instance that ran them."""
     root = tmp_path_factory.mktemp("model_upstream")
     with instance_for_test() as instance:
-        write_history(str(root / "objects"), START, len(DAYS))
+        # One day more than DAYS: the last of DAYS is complete only with the next day's first hour
+        # (the aggregates asset refuses incomplete days).
+        write_history(str(root / "objects"), START, len(DAYS) + 1)
         tags = {
             "dagster/asset_partition_range_start": line_day_key(LINE, DAYS[0]),
             "dagster/asset_partition_range_end": line_day_key(LINE, DAYS[-1]),
