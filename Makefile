@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint fmt lock bench system-deps clean up down
+.PHONY: install demo test lint fmt lock bench system-deps clean up down dev
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ METRICS_PORT ?= 9108
 up: $(STAMP)
 	@$(PY) -m factory_sim.demo.stack up --ui-port $(UI_PORT) --inference-port $(API_PORT) \
 	  --sensor-port $(SENSOR_PORT) --collector-metrics-port $(METRICS_PORT)
+
+## `dagster dev` on the demo's instance (var/dagster_home) and settings, never a throwaway one.
+dev: $(STAMP)
+	@$(PY) -m factory_sim.demo.stack dev --ui-port $(UI_PORT)
 
 down:
 	@test -x $(PY) && $(PY) -m factory_sim.demo.stack down || true

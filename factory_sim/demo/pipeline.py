@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,11 @@ CHUNK_DAYS = 15
 RAW_SENSOR = "raw_objects_sensor"
 # Runs log to the instance (the UI shows every event); the terminal shows progress bars, not debug lines.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def step(msg: str) -> None:
+    """One progress line per sub-step (the stage takes minutes; silence looked like a hang)."""
+    print(f"   {time.strftime('%H:%M:%S')} {msg}", flush=True)
 
 
 def record_raw_objects(instance: DagsterInstance, resources: dict[str, Any]) -> tuple[int, str | None]:
@@ -98,7 +104,10 @@ def materialize_days(
     """Materialize `key` for the line-days in chunks of CHUNK_DAYS, one run per chunk."""
     runs = 0
     chunks = [days[i : i + CHUNK_DAYS] for i in range(0, len(days), CHUNK_DAYS)]
-    for chunk in tqdm(chunks, desc=desc, unit="run"):
+    bar = tqdm(total=len(days), desc=desc, unit="day")
+    for chunk in chunks:
+        bar.set_postfix_str(f"run {runs + 1}/{len(chunks)}: {chunk[0]}..{chunk[-1]}")
+        bar.refresh()
         result = materialize(
             ALL_ASSETS,
             selection=AssetSelection.assets(key),
@@ -113,6 +122,8 @@ def materialize_days(
         if not result.success:
             raise SystemExit(f"demo: materializing {desc} for {chunk[0]}..{chunk[-1]} failed")
         runs += 1
+        bar.update(len(chunk))
+    bar.close()
     return runs
 
 
@@ -141,13 +152,19 @@ def run_pipeline(today: dt.date, days: int, line: str) -> dict[str, Any]:
     """Sensor → productions → aggregates → model on the persistent instance; returns a summary."""
     instance = DagsterInstance.get()
     resources = resources_from_env()
+    step("recording every raw object on the instance (the raw sensor's events)")
     recorded, cursor = record_raw_objects(instance, resources)
+    step("handing the raw sensor over to the daemon of `make up` (cursor, RUNNING)")
     hand_cursor_to_daemon(cursor)
+    step(
+        f"per-production tables, then daily aggregates, in runs of {CHUNK_DAYS} days (one line-day takes a few s)"
+    )
     history_days = [today - dt.timedelta(days=d) for d in range(days, 0, -1)]
     prod_runs = materialize_days(
         instance, resources, PRODUCTIONS_KEY, line, [*history_days, today], "productions"
     )
     agg_runs = materialize_days(instance, resources, AGGREGATES_KEY, line, history_days, "daily aggregates")
+    step("training the quality model of the current quarter")
     model = train_model(instance, resources, today)
     return {
         "raw_objects_recorded": recorded,

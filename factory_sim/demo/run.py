@@ -163,7 +163,8 @@ class Demo:
         (self.work / "factory.env.json").write_text(json.dumps(self.env, indent=2) + "\n")
         shutil.copy(ROOT / "dagster.yaml", self.dagster_home / "dagster.yaml")
         os.environ.update(self.env)
-        # Imported here: the definitions read FACTORY_* when they load.
+        # Imported here: the definitions read FACTORY_* when they load (Dagster's import takes a while).
+        print("   loading the Dagster definitions", flush=True)
         from factory_sim.demo.pipeline import run_pipeline
 
         return run_pipeline(self.today, self.args.days, self.args.line)

@@ -248,9 +248,48 @@ def down(grace_s: float = 20.0) -> int:
     return 0
 
 
+def dev_command(ui_port: int) -> tuple[list[str], dict[str, str]]:
+    """`dagster dev` on the demo's instance and settings (what `make dev` runs).
+
+    A bare `dagster dev -w workspace.yaml` starts a throwaway instance whose partitions begin on
+    2026-01-01 and whose raw sensor, without the demo's cursor, re-reads every object and rewrites the
+    demo's production tables and warehouse; with the demo's DAGSTER_HOME and FACTORY_* it continues
+    exactly where the demo (or `make up`) left off."""
+    env = _factory_env()
+    argv = [
+        str(BIN / "dagster"),
+        "dev",
+        "-w",
+        str(ROOT / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(ui_port),
+    ]
+    return argv, env
+
+
+def dev(ui_port: int) -> int:
+    pidfile = RUN / "dagster-daemon.pid"
+    if pidfile.exists() and _alive(int(pidfile.read_text())):
+        print("make dev: `make up` already runs Dagster on this instance; use its UI or `make down` first",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if port_taken(ui_port):
+        print(f"make dev: port {ui_port} (Dagster UI) is taken; choose another: make dev UI_PORT={_suggest(ui_port)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    argv, env = dev_command(ui_port)
+    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    if not (Path(env["DAGSTER_HOME"]) / "dagster.yaml").exists():
+        shutil.copy(ROOT / "dagster.yaml", Path(env["DAGSTER_HOME"]) / "dagster.yaml")
+    os.chdir(ROOT)
+    os.execve(argv[0], argv, {**os.environ, **env})
+
+
 def cli(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="factory-sim stack", description=__doc__.splitlines()[0])
-    p.add_argument("action", choices=("up", "down"))
+    p.add_argument("action", choices=("up", "down", "dev"))
     for opt, (what, var, default) in PORTS.items():
         p.add_argument(
             "--" + opt.replace("_", "-"), type=int, default=default, help=f"{what} (make up {var}=...)"
@@ -259,6 +298,8 @@ def cli(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.var is not None:
         _use_var(args.var.resolve())
+    if args.action == "dev":
+        return dev(args.ui_port)
     return up(args) if args.action == "up" else down()
 
 

@@ -75,3 +75,19 @@ def test_a_service_that_fails_to_start_stops_the_ones_started_before_it(
     assert not any(_alive(pid) for pid in pids)
     assert not list((var / "run").glob("*.pid"))
     assert os.path.exists(var / "logs" / "dagster-webserver.log")
+
+
+def test_make_dev_runs_dagster_dev_on_the_demos_instance_and_settings(var: Path) -> None:
+    """Not a throwaway instance starting 2026-01-01: the demo's DAGSTER_HOME and FACTORY_* (env file)."""
+    stack._use_var(var)
+    var.mkdir(parents=True)
+    (var / "factory.env.json").write_text('{"FACTORY_START_DATE": "2026-09-01", "FACTORY_LINES": "L1"}')
+    argv, env = stack.dev_command(3999)
+    assert argv[1:3] == ["dev", "-w"] and argv[-2:] == ["-p", "3999"]
+    assert env["DAGSTER_HOME"] == str(var / "dagster_home")
+    assert env["FACTORY_START_DATE"] == "2026-09-01"
+    assert env["FACTORY_STORE_URL"] == str(var / "objects")
+    makefile = (stack.ROOT / "Makefile").read_text()
+    readme = (stack.ROOT / "README.md").read_text()
+    assert "stack dev" in makefile and "make dev" in readme
+    assert "dagster dev -w workspace.yaml  " not in readme  # the bare command is no longer suggested
