@@ -50,7 +50,9 @@ CHECKS = {
 
 
 def _schema(table: Any) -> TableSchema:
-    return TableSchema(columns=[TableColumn(c.name, str(c.type)) for c in table.columns])
+    return TableSchema(
+        columns=[TableColumn(c.name, str(c.type), description=c.comment or "") for c in table.columns]
+    )
 
 
 @asset(

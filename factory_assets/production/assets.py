@@ -5,6 +5,7 @@ read (model training, analysts), its key is fixed by the data layout, and the by
 (re-materializing a partition rewrites it byte-identically: rows ordered by production id, no timestamps).
 """
 
+import datetime as dt
 import hashlib
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from dagster import (
     BackfillPolicy,
     Config,
     DimensionPartitionMapping,
+    FreshnessPolicy,
     IdentityPartitionMapping,
     MaterializeResult,
     MetadataValue,
@@ -32,6 +34,7 @@ from pydantic import Field
 from factory_assets.markdown import md_table
 from factory_assets.production.automation import PRODUCTIONS_CONDITION
 from factory_assets.production.checks import RULES, check_metadata
+from factory_assets.production.columns import describe
 from factory_assets.production.completeness import PRODUCTIONS_KEY
 from factory_assets.production.compute import (
     DEFAULT_LOOKAHEAD_S,
@@ -57,6 +60,10 @@ PREVIEW_COLUMNS = (
     "fault",
 )
 MAX_PARTITIONS_PER_RUN = 31
+# Refreshed within minutes of a raw object landing (target 15 min): warn after 30 min, fail after 2 h.
+PRODUCTIONS_FRESHNESS = FreshnessPolicy.time_window(
+    fail_window=dt.timedelta(hours=2), warn_window=dt.timedelta(minutes=30)
+)
 
 # A day's table reads the previous day's last hour and the next day's first hour (see compute.py), so
 # raw objects of day D re-materialize the tables of D-1, D and D+1: exactly the partitions they touch.
@@ -80,7 +87,11 @@ class ProductionsConfig(Config):
 
 
 def table_schema(frame: pl.DataFrame) -> TableSchema:
-    return TableSchema(columns=[TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()])
+    return TableSchema(
+        columns=[
+            TableColumn(name, str(dtype), description=describe(name)) for name, dtype in frame.schema.items()
+        ]
+    )
 
 
 def _preview(frame: pl.DataFrame, rows: int = 10) -> str:
@@ -134,6 +145,7 @@ def _partition_metadata(day: DayResult, key: str, data: bytes) -> dict[str, Any]
     ],
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
     automation_condition=PRODUCTIONS_CONDITION,
+    freshness_policy=PRODUCTIONS_FRESHNESS,
     check_specs=[
         AssetCheckSpec(name, asset=PRODUCTIONS_KEY, description=rule.description)
         for name, rule in RULES.items()
