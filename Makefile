@@ -29,7 +29,7 @@ system-deps:
 	fi
 
 lock: $(STAMP)
-	$(VENV)/bin/uv pip compile pyproject.toml --extra assets --extra inference --extra dev \
+	$(VENV)/bin/uv pip compile pyproject.toml --extra assets --extra inference --extra analysis --extra dev \
 	  --python-version 3.11 --generate-hashes -o requirements.lock
 
 lint: $(STAMP)

@@ -110,3 +110,29 @@ def test_the_warehouse_block_reads_a_postgres_schema(
     )
     assert ns["daily"].height == 2
     assert ns["per_craftsman"]["productions"].sum() == _rows(workdir).height
+
+
+def test_the_analysis_notebook_runs_end_to_end_and_answers_the_three_questions(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    for var in ("FACTORY_WAREHOUSE_URL", "FACTORY_WAREHOUSE_SCHEMA"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("ANALYSIS_VAR", str(workdir / "var"))
+    nb = nbformat.read(REPO / "docs" / "analysis.ipynb", as_version=4)
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
+    ).execute()
+    outputs = "\n".join(
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for o in cell.outputs
+    )
+    assert "Error" not in outputs
+    assert "craftsman:" in outputs  # weekly quality per craftsman, and the setters' comparison
+    assert "over_temperature" in outputs  # the faulted productions with their settings
+    rows = _rows(workdir)
+    assert f"│ {rows.height}" in outputs  # the production count of the data set
