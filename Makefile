@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint fmt lock bench system-deps clean up down
+.PHONY: install demo test lint fmt lock bench system-deps clean up down dev
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ system-deps:
 	fi
 
 lock: $(STAMP)
-	$(VENV)/bin/uv pip compile pyproject.toml --extra assets --extra inference --extra dev \
+	$(VENV)/bin/uv pip compile pyproject.toml --extra assets --extra inference --extra analysis --extra dev \
 	  --python-version 3.11 --generate-hashes -o requirements.lock
 
 lint: $(STAMP)
@@ -48,8 +48,18 @@ test: $(STAMP) system-deps
 demo: $(STAMP)
 	$(PY) -m factory_sim.demo $(DEMO_ARGS)
 
+## Ports of `make up` (each checked before anything starts): make up UI_PORT=3001 API_PORT=8001 ...
+UI_PORT ?= 3000
+API_PORT ?= 8000
+SENSOR_PORT ?= 5020
+METRICS_PORT ?= 9108
 up: $(STAMP)
-	$(PY) -m factory_sim.demo.stack up
+	@$(PY) -m factory_sim.demo.stack up --ui-port $(UI_PORT) --inference-port $(API_PORT) \
+	  --sensor-port $(SENSOR_PORT) --collector-metrics-port $(METRICS_PORT)
+
+## `dagster dev` on the demo's instance (var/dagster_home) and settings, never a throwaway one.
+dev: $(STAMP)
+	@$(PY) -m factory_sim.demo.stack dev --ui-port $(UI_PORT)
 
 down:
 	@test -x $(PY) && $(PY) -m factory_sim.demo.stack down || true

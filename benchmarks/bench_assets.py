@@ -26,7 +26,7 @@ import pandas as pd
 from factory_assets.production.compute import build_day, day_bounds
 from factory_assets.production.extraction import LOT_COLUMNS, PARAM_COLUMNS, SLOW_CHANNELS
 from factory_assets.raw.reading import raw_keys_in_window
-from factory_core.machine import CHANNEL_UPPER_LIMITS as UPPER_LIMITS
+from factory_core.machine import over_temperature_alarm
 from factory_core.rawformat import decode_batch
 from factory_core.store import LocalDirStore
 from factory_sim import history
@@ -121,8 +121,9 @@ def baseline_pandas(store: LocalDirStore, line: str, date: str) -> pd.DataFrame:
             row[f"{name}_max"] = s.max()
             row[f"{name}_std"] = s.std(ddof=0)
             row[f"{name}_slope"] = np.polyfit(x, s.to_numpy(), 1)[0] if len(s) > 1 else np.nan
-            if name in UPPER_LIMITS:
-                row[f"{name}_s_above_limit"] = (s > UPPER_LIMITS[name]).sum() / rates[name]
+            limit = over_temperature_alarm(name, float(row["sp_temperature"]))
+            if limit is not None:
+                row[f"{name}_s_above_limit"] = (s > limit).sum() / rates[name]
         rows.append(row)
     return pd.DataFrame(rows).sort_values("production_id")
 

@@ -4,6 +4,11 @@ Resources are chosen from the environment here (and only here): see resources/se
 data graph (raw -> productions -> aggregates); ALL_ASSETS adds the quarterly model (factory_assets/model/),
 downstream of both. Alerting (factory_assets/alerting/) adds run-failure, failed-check and freshness
 sensors that post through the alert notifier resource.
+
+What a data team sees in the UI beyond the graph: freshness policies on the raw and production assets
+(Dagster's current `FreshnessPolicy.time_window`, next to each asset; the daemon evaluates them, so stale
+assets show in the UI as well as in the alert sensor), and code references (`with_source_code_references`: each asset links to
+the file and line that defines it).
 """
 
 import warnings
@@ -15,6 +20,7 @@ from dagster import (
     DefaultSensorStatus,
     Definitions,
     PreviewWarning,
+    with_source_code_references,
 )
 
 from factory_assets.aggregates.assets import AGGREGATES_KEY, daily_line_aggregates
@@ -29,8 +35,17 @@ from factory_assets.resources.selection import resources_from_env
 warnings.filterwarnings("ignore", category=BetaWarning)
 warnings.filterwarnings("ignore", category=PreviewWarning)
 
-ASSETS = [raw_sensor_data, raw_sensor_gaps, productions, daily_line_aggregates]
-ALL_ASSETS = [*ASSETS, *MODEL_ASSETS]
+ASSETS = list(
+    with_source_code_references(
+        [
+            raw_sensor_data,
+            raw_sensor_gaps,
+            productions,
+            daily_line_aggregates,
+        ]
+    )
+)
+ALL_ASSETS = [*ASSETS, *with_source_code_references(MODEL_ASSETS)]
 
 # Built-in conditions run in the daemon; the aggregates' custom condition needs the user-code server.
 productions_automation = AutomationConditionSensorDefinition(

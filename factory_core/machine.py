@@ -38,16 +38,30 @@ CYCLE_MAX_S = 1200.0
 MODEL_CODE_BASE = 1000
 """set_by codes at or above this mean "set by model version (code - MODEL_CODE_BASE)"; below, a person."""
 
-CHANNEL_UPPER_LIMITS: dict[str, float] = {
-    "temp_zone1": SAFETY_RANGES["temperature"][1],
-    "temp_zone2": SAFETY_RANGES["temperature"][1],
-    "temp_zone3": SAFETY_RANGES["temperature"][1],
-    "temp_die": SAFETY_RANGES["temperature"][1],
-    "material_temp": SAFETY_RANGES["temperature"][1],
-    "pressure_actual": SAFETY_RANGES["pressure"][1],
-    "feed_rate_actual": SAFETY_RANGES["feed_rate"][1],
+HEATER_RUN_OFFSETS: dict[str, float] = {
+    "temp_zone1": -20.0,
+    "temp_zone2": -8.0,
+    "temp_zone3": 0.0,
+    "temp_die": 5.0,
 }
-"""Upper limits of fast channels, for the production table's `*_s_above_limit` features."""
+"""Where each heated channel settles while running, in degC relative to the heater setpoint (the zones
+before the die run cooler, the die a little above it from forming friction)."""
+
+OVER_TEMPERATURE_ALARM_BAND = 12.0
+"""degC above its running level at which a heated channel raises the over-temperature alarm: the machine
+trips with `over_temperature` after its temperatures run away past this band (faults happen at die
+temperatures far below the 260 degC safety stop, so that stop says nothing about them)."""
+
+
+def over_temperature_alarm(channel: str, setpoint_temperature: float) -> float | None:
+    """The alarm limit of a heated channel at a heater setpoint (None: the channel has no such alarm).
+
+    The production table's `{channel}_s_above_limit` features count seconds of a run above this limit."""
+    offset = HEATER_RUN_OFFSETS.get(channel)
+    if offset is None:
+        return None
+    return setpoint_temperature + offset + OVER_TEMPERATURE_ALARM_BAND
+
 
 LOT_COLUMN: dict[str, str] = {f: f"lot_{f}" for f in QUALITY_FIGURES}
 SETPOINT_COLUMN: dict[str, str] = {p: f"sp_{p}" for p in PARAMETERS}

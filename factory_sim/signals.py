@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from factory_core.machine import HEATER_RUN_OFFSETS
 from factory_sim.channels import EXTRA_PREFIX, Channel
 from factory_sim.config import NS_PER_S, ORIGIN_NS
 from factory_sim.craftsmen import shift_index_at, shift_start_ns
@@ -83,10 +84,12 @@ def _heater(offset_run: float, offset_other: float) -> Callable[[SegmentTable], 
 
 
 LAGS: dict[str, Lag] = {
-    "temp_zone1": Lag(60.0, _heater(-20.0, -20.0)),
-    "temp_zone2": Lag(90.0, _heater(-8.0, -8.0)),
-    "temp_zone3": Lag(120.0, _heater(0.0, 0.0)),
-    "temp_die": Lag(180.0, _heater(5.0, -5.0)),
+    # Running levels relative to the setpoint come from the machine spec (the over-temperature alarm
+    # the production table counts is defined against them).
+    "temp_zone1": Lag(60.0, _heater(HEATER_RUN_OFFSETS["temp_zone1"], -20.0)),
+    "temp_zone2": Lag(90.0, _heater(HEATER_RUN_OFFSETS["temp_zone2"], -8.0)),
+    "temp_zone3": Lag(120.0, _heater(HEATER_RUN_OFFSETS["temp_zone3"], 0.0)),
+    "temp_die": Lag(180.0, _heater(HEATER_RUN_OFFSETS["temp_die"], -5.0)),
     "coolant_temp": Lag(
         150.0, lambda s: 22.0 + 0.06 * (s.heater_sp - 20.0) + np.where(s.kind == RUN, 3.0, 0.0)
     ),

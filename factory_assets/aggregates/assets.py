@@ -1,7 +1,11 @@
 """Daily aggregates per line and day in the warehouse (delete + insert of the day in one transaction).
 
 Why the warehouse: dashboards and the model team query days across lines with SQL; Parquet stays the
-per-production source of truth. Materialized automatically only for complete days (see automation.py).
+per-production source of truth. Materialized automatically only for complete days (see automation.py),
+and the asset itself refuses an incomplete day whoever launches it (UI, backfill, CLI): a day is complete
+when its production table's latest materialization says so (production/completeness.py); otherwise the
+run fails naming the day and what is missing, before anything is written. Every partition's own
+materialization carries its own row, checks and preview, also in ranged runs and backfills.
 """
 
 import io
@@ -16,6 +20,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     BackfillPolicy,
+    Failure,
     MaterializeResult,
     MetadataValue,
     TableColumn,
@@ -27,7 +32,9 @@ from factory_assets.aggregates.automation import aggregates_condition
 from factory_assets.aggregates.compute import breakdown_rows, daily_row
 from factory_assets.aggregates.tables import DAILY_LINE_AGGREGATES, DAILY_SET_BY_BREAKDOWN
 from factory_assets.markdown import md_table
-from factory_assets.production.assets import MAX_PARTITIONS_PER_RUN, PRODUCTIONS_KEY
+from factory_assets.production.assets import MAX_PARTITIONS_PER_RUN
+from factory_assets.production.checks import check_metadata
+from factory_assets.production.completeness import PRODUCTIONS_KEY, reported_days
 from factory_assets.raw.partitions import LINE_DAY_PARTITIONS, split_key
 from factory_assets.resources.object_store import ObjectStoreResource
 from factory_assets.resources.warehouse import WarehouseResource
@@ -43,7 +50,9 @@ CHECKS = {
 
 
 def _schema(table: Any) -> TableSchema:
-    return TableSchema(columns=[TableColumn(c.name, str(c.type)) for c in table.columns])
+    return TableSchema(
+        columns=[TableColumn(c.name, str(c.type), description=c.comment or "") for c in table.columns]
+    )
 
 
 @asset(
@@ -67,11 +76,27 @@ def daily_line_aggregates(
     context: AssetExecutionContext, object_store: ObjectStoreResource, warehouse: WarehouseResource
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     store = object_store.get_store()
-    daily: list[dict[str, Any]] = []
-    breakdown: list[dict[str, Any]] = []
+    keys = list(context.partition_keys)
+    reports = reported_days(context.instance, keys)
+    incomplete = [r for r in reports.values() if not r.complete]
+    if incomplete:
+        lines = [f"{r.partition}: {r.what_is_missing()}" for r in incomplete]
+        raise Failure(
+            description=(
+                f"refusing to write daily aggregates for {len(incomplete)} incomplete day(s): "
+                + " | ".join(lines)
+                + ". Aggregates are written only for complete days; re-materialize production/productions "
+                "once the day's data has landed (or its gap is recorded)."
+            ),
+            metadata={
+                "incomplete_days": MetadataValue.json({r.partition: r.what_is_missing() for r in incomplete})
+            },
+            allow_retries=False,
+        )
     mismatched: list[str] = []
     bad_quality: list[str] = []
-    for pk in context.partition_keys:
+    total_breakdown = 0
+    for pk in keys:
         line, date = split_key(pk)
         key = processed_key(line, date)
         try:
@@ -90,41 +115,35 @@ def daily_line_aggregates(
         )
         stored = warehouse.fetch(DAILY_LINE_AGGREGATES, {"line": line, "date": row["date"]})
         stored_parts = warehouse.fetch(DAILY_SET_BY_BREAKDOWN, {"line": line, "date": row["date"]})
-        if (
-            not stored
-            or stored[0]["productions"] != frame.height
-            or sum(p["productions"] for p in stored_parts) != frame.height
-        ):
-            mismatched.append(str(pk))
+        matches = (
+            bool(stored)
+            and stored[0]["productions"] == frame.height
+            and (sum(p["productions"] for p in stored_parts) == frame.height)
+        )
         qs = [row["quality_p10"], row["quality_p50"], row["quality_p90"], row["quality_mean"]]
-        if any(q is not None and not 0.0 <= q <= 100.0 for q in qs) or (
-            None not in qs[:3] and not qs[0] <= qs[1] <= qs[2]
-        ):
+        quality_ok = not (
+            any(q is not None and not 0.0 <= q <= 100.0 for q in qs)
+            or (None not in qs[:3] and not qs[0] <= qs[1] <= qs[2])
+        )
+        if not matches:
+            mismatched.append(str(pk))
+        if not quality_ok:
             bad_quality.append(str(pk))
-        daily.append(row)
-        breakdown.extend(parts)
-    preview = pl.DataFrame(daily).select(
-        "line", "date", "productions", "quality_mean", "quality_p10", "quality_p50", "quality_p90", "faults",
-        "energy_kwh",
-    )  # fmt: skip
-    yield MaterializeResult(
-        metadata={
-            "dagster/row_count": len(daily),
-            "dagster/column_schema": _schema(DAILY_LINE_AGGREGATES),
-            "breakdown_rows": len(breakdown),
-            "breakdown_schema": _schema(DAILY_SET_BY_BREAKDOWN),
-            "warehouse": warehouse.describe(),
-            "preview": MetadataValue.md(md_table(preview)),
-            "breakdown_preview": MetadataValue.md(
-                md_table(pl.DataFrame(breakdown)) if breakdown else "_none_"
+        total_breakdown += len(parts)
+        context.add_asset_metadata(
+            _partition_metadata(row, parts, frame.height, warehouse.describe())
+            | check_metadata(
+                {"aggregates_match_productions": matches, "aggregates_quality_range": quality_ok}
             ),
-        }
-    )
+            partition_key=pk,
+        )
+    # Run-scoped metadata lands on every partition's event: only what holds for each of them.
+    yield MaterializeResult(metadata={"run_partitions": len(keys)})
     yield AssetCheckResult(
         check_name="aggregates_match_productions",
         passed=not mismatched,
         severity=AssetCheckSeverity.ERROR,
-        metadata={"failed_partitions": MetadataValue.json(mismatched)},
+        metadata={"failed_partitions": MetadataValue.json(mismatched), "breakdown_rows": total_breakdown},
     )
     yield AssetCheckResult(
         check_name="aggregates_quality_range",
@@ -132,3 +151,27 @@ def daily_line_aggregates(
         severity=AssetCheckSeverity.ERROR,
         metadata={"failed_partitions": MetadataValue.json(bad_quality)},
     )
+
+
+PREVIEW = ("line", "date", "productions", "quality_mean", "quality_p10", "quality_p50", "quality_p90", "faults",
+           "energy_kwh")  # fmt: skip
+
+
+def _partition_metadata(
+    row: dict[str, Any], parts: list[dict[str, Any]], productions: int, where: str
+) -> dict[str, Any]:
+    """One partition's figures: its warehouse row (numbers plot across partitions), previews, schemas."""
+    md: dict[str, Any] = {
+        "dagster/row_count": 1,
+        "dagster/column_schema": _schema(DAILY_LINE_AGGREGATES),
+        "productions": productions,
+        "breakdown_rows": len(parts),
+        "breakdown_schema": _schema(DAILY_SET_BY_BREAKDOWN),
+        "warehouse": where,
+        "preview": MetadataValue.md(md_table(pl.DataFrame([row]).select(PREVIEW))),
+        "breakdown_preview": MetadataValue.md(md_table(pl.DataFrame(parts)) if parts else "_none_"),
+    }
+    for name in ("quality_mean", "quality_p10", "quality_p50", "quality_p90", "energy_kwh", "faults"):
+        if row.get(name) is not None:
+            md[name] = row[name]
+    return md

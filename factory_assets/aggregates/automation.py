@@ -2,24 +2,26 @@
 
 Why a custom condition: `on_cron` alone fires on half days. A day is complete when every channel is covered
 to midnight or the missing span is recorded as a gap; the production table computes exactly that and
-records the complete partitions in its materialization metadata (`complete_partitions`). This condition
-reads that metadata for the few candidate partitions left by the cheap built-in conditions before it, so it
-runs on the user-code server (`use_user_code_server=True` on the automation sensor).
+records it on each partition's own materialization (`day_complete`, see production/completeness.py). This
+condition reads that verdict for the few candidate partitions left by the cheap built-in conditions before
+it, so it runs on the user-code server (`use_user_code_server=True` on the automation sensor). The asset
+itself refuses an incomplete day too (whoever launches it); this condition only avoids launching such runs.
 """
 
 from __future__ import annotations
 
 from dagster import (
     AssetKey,
-    AssetRecordsFilter,
     AutomationCondition,
     AutomationContext,
     AutomationResult,
 )
 
+from factory_assets.production.completeness import reported_day
+
 
 class UpstreamDayComplete(AutomationCondition):
-    """True for partitions whose latest `upstream` materialization lists them as complete."""
+    """True for partitions whose latest `upstream` materialization reports the day complete."""
 
     def __init__(self, upstream: AssetKey) -> None:
         self.upstream = upstream
@@ -36,14 +38,7 @@ class UpstreamDayComplete(AutomationCondition):
         instance = context.asset_graph_view.instance
         complete: set[str] = set()
         for pk in context.candidate_subset.expensively_compute_partition_keys():
-            records = instance.fetch_materializations(
-                AssetRecordsFilter(asset_key=self.upstream, asset_partitions=[pk]), limit=1
-            ).records
-            if not records:
-                continue
-            mat = records[0].asset_materialization
-            listed = mat.metadata.get("complete_partitions") if mat else None
-            if listed is not None and pk in (listed.value or []):
+            if reported_day(instance, pk, self.upstream).complete:
                 complete.add(pk)
         true_subset = context.candidate_subset.compute_intersection_with_partition_keys(complete)
         return AutomationResult(context=context, true_subset=true_subset)

@@ -40,7 +40,8 @@ from factory_assets.model.data import (
 )
 from factory_assets.model.partitions import QUARTERLY_PARTITIONS
 from factory_assets.model.versions_table import json_safe, register_version
-from factory_assets.production.assets import PRODUCTIONS_KEY
+from factory_assets.production.completeness import PRODUCTIONS_KEY, reported_day
+from factory_assets.raw.partitions import line_day_key
 from factory_assets.resources.object_store import ObjectStoreResource
 from factory_assets.resources.warehouse import WarehouseResource
 from factory_core.layout import POINTER_KEY, VERSIONS_PREFIX
@@ -100,7 +101,13 @@ def quality_model(
     tw = context.partition_time_window
     start, end = window_bounds(tw.start.date(), tw.end.date(), config.window_days)
     store = object_store.get_store()
-    training = load_training_set(store, warehouse.fetch(DAILY_LINE_AGGREGATES), start, end)
+    training = load_training_set(
+        store,
+        warehouse.fetch(DAILY_LINE_AGGREGATES),
+        start,
+        end,
+        incomplete=lambda days: _incomplete_days(context.instance, days),
+    )
     used = training.used_days
     if not used:
         raise Failure(
@@ -182,6 +189,12 @@ def quality_model(
             )
         }
     )
+
+
+def _incomplete_days(instance: Any, days: list[tuple[str, dt.date]]) -> dict[tuple[str, dt.date], str]:
+    """Line-days whose latest production table reports them incomplete, with what is missing."""
+    reports = {day: reported_day(instance, str(line_day_key(day[0], day[1].isoformat()))) for day in days}
+    return {day: r.what_is_missing() for day, r in reports.items() if not r.complete}
 
 
 def _metadata(

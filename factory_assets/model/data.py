@@ -2,14 +2,17 @@
 
 Why the aggregates decide: the aggregates automation writes a line-day only once the day is complete, so a
 `daily_line_aggregates` row is the completeness marker; a day whose Parquet row count differs from its
-aggregates (stale) or whose QA is still pending is left out and named, never silently trained on.
+aggregates (stale) or whose QA is still pending is left out and named, never silently trained on. A row
+is not proof enough on its own (aggregates written for a half day before the asset refused them, or a day
+whose table was re-materialized incomplete): `incomplete` names the line-days whose production table
+reports them incomplete, and those never count either.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +67,11 @@ def parquet_days(keys: Iterable[str]) -> set[tuple[str, dt.date]]:
 
 
 def select_days(
-    aggregates: Iterable[Mapping[str, Any]], tables: set[tuple[str, dt.date]], start: dt.date, end: dt.date
+    aggregates: Iterable[Mapping[str, Any]],
+    tables: set[tuple[str, dt.date]],
+    start: dt.date,
+    end: dt.date,
+    incomplete: Mapping[tuple[str, dt.date], str] | None = None,
 ) -> list[dict[str, Any]]:
     """One entry per line-day of [start, end) that has a table or an aggregates row; `used` if trainable.
 
@@ -77,6 +84,8 @@ def select_days(
         entry: dict[str, Any] = {"line": line, "date": day, "productions": None, "used": False, "reason": ""}
         if row is None:
             entry["reason"] = "no daily aggregates (day not complete yet)"
+        elif incomplete and (line, day) in incomplete:
+            entry["reason"] = f"day incomplete: {incomplete[(line, day)]}"
         elif (line, day) not in tables:
             entry["reason"] = "aggregates without a production table"
         elif row["qa_count"] != row["productions"]:
@@ -90,10 +99,22 @@ def select_days(
 
 
 def load_training_set(
-    store: ObjectStore, aggregates: Iterable[Mapping[str, Any]], start: dt.date, end: dt.date
+    store: ObjectStore,
+    aggregates: Iterable[Mapping[str, Any]],
+    start: dt.date,
+    end: dt.date,
+    incomplete: Callable[[list[tuple[str, dt.date]]], Mapping[tuple[str, dt.date], str]] | None = None,
 ) -> TrainingSet:
-    """Read the Parquet of every selected line-day (polars) into one frame of the training columns."""
-    days = select_days(aggregates, parquet_days(store.list(PROCESSED_PREFIX)), start, end)
+    """Read the Parquet of every selected line-day (polars) into one frame of the training columns.
+
+    `incomplete(candidates)` returns the candidate line-days to leave out as incomplete, with why."""
+    aggregates = list(aggregates)
+    tables = parquet_days(store.list(PROCESSED_PREFIX))
+    flagged: Mapping[tuple[str, dt.date], str] = {}
+    if incomplete is not None:
+        candidates = [(r["line"], _date(r["date"])) for r in aggregates if start <= _date(r["date"]) < end]
+        flagged = incomplete(sorted(set(candidates)))
+    days = select_days(aggregates, tables, start, end, flagged)
     frames = []
     for entry in days:
         if not entry["used"]:

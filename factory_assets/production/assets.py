@@ -5,6 +5,7 @@ read (model training, analysts), its key is fixed by the data layout, and the by
 (re-materializing a partition rewrites it byte-identically: rows ordered by production id, no timestamps).
 """
 
+import datetime as dt
 import hashlib
 from collections.abc import Iterator
 from typing import Any
@@ -15,10 +16,10 @@ from dagster import (
     AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
-    AssetKey,
     BackfillPolicy,
     Config,
     DimensionPartitionMapping,
+    FreshnessPolicy,
     IdentityPartitionMapping,
     MaterializeResult,
     MetadataValue,
@@ -32,7 +33,9 @@ from pydantic import Field
 
 from factory_assets.markdown import md_table
 from factory_assets.production.automation import PRODUCTIONS_CONDITION
-from factory_assets.production.checks import RULES
+from factory_assets.production.checks import RULES, check_metadata
+from factory_assets.production.columns import describe
+from factory_assets.production.completeness import PRODUCTIONS_KEY
 from factory_assets.production.compute import (
     DEFAULT_LOOKAHEAD_S,
     DEFAULT_LOOKBACK_S,
@@ -46,7 +49,6 @@ from factory_assets.raw.partitions import LINE_DAY_PARTITIONS, split_key
 from factory_assets.resources.object_store import ObjectStoreResource
 from factory_core.layout import processed_key
 
-PRODUCTIONS_KEY = AssetKey(["production", "productions"])
 PREVIEW_COLUMNS = (
     "production_id",
     "start",
@@ -58,6 +60,10 @@ PREVIEW_COLUMNS = (
     "fault",
 )
 MAX_PARTITIONS_PER_RUN = 31
+# Refreshed within minutes of a raw object landing (target 15 min): warn after 30 min, fail after 2 h.
+PRODUCTIONS_FRESHNESS = FreshnessPolicy.time_window(
+    fail_window=dt.timedelta(hours=2), warn_window=dt.timedelta(minutes=30)
+)
 
 # A day's table reads the previous day's last hour and the next day's first hour (see compute.py), so
 # raw objects of day D re-materialize the tables of D-1, D and D+1: exactly the partitions they touch.
@@ -81,7 +87,11 @@ class ProductionsConfig(Config):
 
 
 def table_schema(frame: pl.DataFrame) -> TableSchema:
-    return TableSchema(columns=[TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()])
+    return TableSchema(
+        columns=[
+            TableColumn(name, str(dtype), description=describe(name)) for name, dtype in frame.schema.items()
+        ]
+    )
 
 
 def _preview(frame: pl.DataFrame, rows: int = 10) -> str:
@@ -101,6 +111,8 @@ def _partition_metadata(day: DayResult, key: str, data: bytes) -> dict[str, Any]
         "gap_objects": day.gap_objects,
         "day_complete": day.complete,
         "missing_seconds": MetadataValue.json({k: v for k, v in day.missing_s.items() if v > 0}),
+        "running_at_midnight": day.running_at_midnight,
+        "qa_pending": day.qa_pending,
         "quarantined": MetadataValue.json([{"key": k, "reason": r} for k, r in day.quarantined]),
         "preview": MetadataValue.md(_preview(frame)),
     }
@@ -133,6 +145,7 @@ def _partition_metadata(day: DayResult, key: str, data: bytes) -> dict[str, Any]
     ],
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
     automation_condition=PRODUCTIONS_CONDITION,
+    freshness_policy=PRODUCTIONS_FRESHNESS,
     check_specs=[
         AssetCheckSpec(name, asset=PRODUCTIONS_KEY, description=rule.description)
         for name, rule in RULES.items()
@@ -148,9 +161,7 @@ def productions(
     store = object_store.get_store()
     keys = list(context.partition_keys)
     results: dict[str, list[tuple[str, bool, dict[str, Any]]]] = {name: [] for name in RULES}
-    summary: list[dict[str, Any]] = []
     complete: list[str] = []
-    single_md: dict[str, Any] = {}
     for pk in keys:
         line, date = split_key(pk)
         day = build_day(store, line, date, config.lookback_s, config.lookahead_s)
@@ -161,24 +172,21 @@ def productions(
         store.put(out_key, data)
         if day.complete:
             complete.append(str(pk))
+        checks: dict[str, Any] = {}
         for name, rule in RULES.items():
             passed, md = rule.fn(day)
             results[name].append((str(pk), passed, md))
-        summary.append(
-            {"partition": str(pk), "rows": day.frame.height, "complete": day.complete, "objects": day.objects}
+            checks[name] = passed
+        # Each partition's own materialization event carries its own figures (ranged runs and
+        # backfills included): Dagster merges partition-scoped metadata into that partition's event.
+        context.add_asset_metadata(
+            {**_partition_metadata(day, out_key, data), **check_metadata(checks)}, partition_key=pk
         )
-        if len(keys) == 1:
-            single_md = _partition_metadata(day, out_key, data)
         context.log.info(
             f"{pk}: {day.frame.height} productions, complete={day.complete}, {day.objects} objects"
         )
-    metadata: dict[str, Any] = {"complete_partitions": MetadataValue.json(complete), "partitions": len(keys)}
-    if single_md:
-        metadata.update(single_md)
-    else:
-        metadata["dagster/row_count"] = sum(s["rows"] for s in summary)
-        metadata["partition_summary"] = MetadataValue.md(md_table(pl.DataFrame(summary)))
-    yield MaterializeResult(metadata=metadata)
+    # Run-scoped metadata (copied onto every partition's event): only what is true for each of them.
+    yield MaterializeResult(metadata={"run_partitions": len(keys)})
     for name, rule in RULES.items():
         failed = [(pk, md) for pk, passed, md in results[name] if not passed]
         detail = failed if failed else results[name][:1]

@@ -2,7 +2,11 @@
 
 Why in-asset (check_specs): the table is partitioned; the asset holds the partition's frame and inputs
 (completeness, quarantined objects), so checking there costs no re-read and cannot drift from the file.
-Each rule returns (passed, metadata) per partition; the asset folds them into one result per run.
+Each rule returns (passed, metadata) per partition. The asset records every rule's verdict on that
+partition's own materialization (`check/<rule>` metadata: the partition view shows which day failed) and
+folds them into one AssetCheckResult per run naming the failed partitions. Why not partitioned asset
+checks: in Dagster 1.13 `AssetCheckSpec(partitions_def=...)` is still a preview API (it warns), and a
+check result cannot name a partition from inside a multi-partition run.
 """
 
 from __future__ import annotations
@@ -110,6 +114,14 @@ def check_completeness(day: DayResult) -> Rule:
 def check_raw_objects_valid(day: DayResult) -> Rule:
     """No raw/gap object of the window failed validation (failures were quarantined)."""
     return not day.quarantined, {"quarantined": [f"{k}: {reason}" for k, reason in day.quarantined]}
+
+
+CHECK_PREFIX = "check/"
+
+
+def check_metadata(verdicts: dict[str, bool]) -> dict[str, Any]:
+    """Per-partition metadata entries of the rules' verdicts (`check/<rule>`: True when passed)."""
+    return {f"{CHECK_PREFIX}{name}": bool(passed) for name, passed in verdicts.items()}
 
 
 @dataclass(frozen=True)

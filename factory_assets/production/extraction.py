@@ -21,7 +21,13 @@ from itertools import pairwise
 import numpy as np
 import polars as pl
 
-from factory_core.machine import CHANNEL_UPPER_LIMITS, FAULT_NAMES, LOT_COLUMN, SETPOINT_COLUMN, set_by_label
+from factory_core.machine import (
+    FAULT_NAMES,
+    LOT_COLUMN,
+    SETPOINT_COLUMN,
+    over_temperature_alarm,
+    set_by_label,
+)
 from factory_core.rawformat import RawBatch
 
 NS_PER_S = 1_000_000_000
@@ -200,9 +206,9 @@ def _grid(t: np.ndarray, start: np.ndarray, end: np.ndarray) -> _Grid:
 
 
 def _segment_stats(
-    series: Series, start: np.ndarray, end: np.ndarray, limit: float | None, cache: dict | None = None
+    series: Series, start: np.ndarray, end: np.ndarray, limit: np.ndarray | None, cache: dict | None = None
 ) -> dict[str, np.ndarray]:
-    """mean/min/max/std/slope (+ seconds above limit) of each [start, end) sample range.
+    """mean/min/max/std/slope (+ seconds above `limit`, one limit per segment) of each [start, end) range.
 
     Segments are disjoint index ranges [i0, i1) of the channel, so every statistic is a ufunc.reduceat
     over the interleaved boundaries (i0, i1, i0, i1, ...) taking every other result. Sums use values
@@ -237,9 +243,19 @@ def _segment_stats(
     slope[ok] = cxv[ok] / g.cxx[ok]
     res["slope"][g.has] = slope
     if limit is not None:
-        above = (v > limit).astype(np.float64)
-        res["s_above_limit"][g.has] = np.add.reduceat(above, b)[0::2] * series.period_ns / NS_PER_S
+        # One limit per segment (it follows the production's setpoint): count per slice; a NaN limit
+        # (setpoint unknown) counts nothing.
+        i0, i1 = np.searchsorted(t, start), np.searchsorted(t, end)
+        above = [np.count_nonzero(v[a:z] > lim) for a, z, lim in zip(i0, i1, limit, strict=True)]
+        res["s_above_limit"] = np.asarray(above, np.float64) * series.period_ns / NS_PER_S
     return res
+
+
+def alarm_limits(channel: str, setpoints: np.ndarray) -> np.ndarray | None:
+    """Per-production over-temperature alarm limit of `channel` (None: no alarm on this channel)."""
+    if over_temperature_alarm(channel, 0.0) is None:
+        return None
+    return np.array([over_temperature_alarm(channel, float(sp)) for sp in setpoints], np.float64)
 
 
 def productions_frame(
@@ -294,7 +310,8 @@ def productions_frame(
     cols["fault"] = [FAULT_NAMES.get(int(c), f"code_{int(c)}") for c in fcode]
     grids: dict = {}
     for name in fast_channel_names(channels):
-        st = _segment_stats(channels[name], start, end, CHANNEL_UPPER_LIMITS.get(name), grids)
+        limits = alarm_limits(name, np.asarray(cols[SETPOINT_COLUMN["temperature"]], np.float64))
+        st = _segment_stats(channels[name], start, end, limits, grids)
         for stat, arr in st.items():
             cols[f"{name}_{stat}"] = arr
     return _typed(pl.DataFrame(cols))

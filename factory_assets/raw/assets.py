@@ -7,11 +7,18 @@ downstream automation reacts to.
 
 from __future__ import annotations
 
-from dagster import AssetKey, AssetSpec
+import datetime as dt
+
+from dagster import AssetKey, AssetSpec, FreshnessPolicy
 
 from factory_assets.raw.partitions import LINE_DAY_PARTITIONS
 
 RAW_ASSET_KEY = AssetKey(["raw", "raw_sensor_data"])
+# The collector uploads every poll (seconds to a minute): warn after the raw alert sensor's default of
+# 15 minutes without a new object, fail after an hour (Dagster's current freshness API, shown in the UI).
+RAW_FRESHNESS = FreshnessPolicy.time_window(
+    fail_window=dt.timedelta(hours=1), warn_window=dt.timedelta(minutes=15)
+)
 GAPS_ASSET_KEY = AssetKey(["raw", "raw_sensor_gaps"])
 
 raw_sensor_data = AssetSpec(
@@ -22,6 +29,7 @@ raw_sensor_data = AssetSpec(
         "the `raw_objects_sensor` with the object key, channels, sequence ranges and sample counts."
     ),
     partitions_def=LINE_DAY_PARTITIONS,
+    freshness_policy=RAW_FRESHNESS,
     group_name="raw",
     kinds={"s3", "zstd"},
     owners=["team:data-platform"],

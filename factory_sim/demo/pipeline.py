@@ -2,7 +2,9 @@
 
 It does what the daemon and a backfill do, with the same definitions: evaluate the raw-objects sensor
 until it has recorded every object (events reported to the instance exactly as the daemon would), hand
-its cursor to the daemon (`dagster sensor cursor --set`) so `make up` continues from there, then
+its cursor to the daemon (`dagster sensor cursor --set`, then `dagster sensor start`: setting a cursor on
+a sensor without stored state creates that state STOPPED, overriding the sensor's default RUNNING, and
+live objects would never be recorded) so `make up` continues from there, then
 materialize partition ranges (one run per chunk, as BackfillPolicy does) of the per-production table,
 the daily aggregates and the current quarter's model. The UI then shows all of it.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -38,17 +41,23 @@ from factory_assets.production.assets import PRODUCTIONS_KEY  # noqa: E402
 from factory_assets.raw.partitions import line_day_key  # noqa: E402
 from factory_assets.resources.selection import resources_from_env  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file: factory_sim/demo/)
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 CHUNK_DAYS = 15
+RAW_SENSOR = "raw_objects_sensor"
 # Runs log to the instance (the UI shows every event); the terminal shows progress bars, not debug lines.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+def step(msg: str) -> None:
+    """One progress line per sub-step (the stage takes minutes; silence looked like a hang)."""
+    print(f"   {time.strftime('%H:%M:%S')} {msg}", flush=True)
+
+
 def record_raw_objects(instance: DagsterInstance, resources: dict[str, Any]) -> tuple[int, str | None]:
     """Tick the raw-objects sensor until it finds nothing new; report its events like the daemon."""
-    sensor_def = defs.resolve_sensor_def("raw_objects_sensor")
+    sensor_def = defs.resolve_sensor_def(RAW_SENSOR)
     cursor: str | None = None
     recorded = 0
     with tqdm(desc="recording raw objects", unit="obj") as bar:
@@ -64,25 +73,24 @@ def record_raw_objects(instance: DagsterInstance, resources: dict[str, Any]) -> 
                 return recorded, cursor
 
 
-def hand_cursor_to_daemon(cursor: str | None) -> None:
-    """Store the sensor cursor in the instance so the daemon does not re-record what is recorded."""
-    if cursor is None:
-        return
-    subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "sensor",
-            "cursor",
-            "raw_objects_sensor",
-            "--set",
-            cursor,
-            "-w",
-            str(ROOT / "workspace.yaml"),
-        ],
+def _dagster(*args: str) -> None:
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), *args, "-w", str(ROOT / "workspace.yaml")],
         cwd=ROOT,
-        check=True,
         capture_output=True,
+        text=True,
+        check=False,
     )
+    if proc.returncode != 0:
+        raise SystemExit(f"demo: dagster {' '.join(args[:2])} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
+
+
+def hand_cursor_to_daemon(cursor: str | None) -> None:
+    """Store the sensor cursor in the instance so the daemon does not re-record what is recorded, and
+    leave the sensor RUNNING so the daemon of `make up` records live objects from there."""
+    if cursor is not None:
+        _dagster("sensor", "cursor", RAW_SENSOR, "--set", cursor)
+    _dagster("sensor", "start", RAW_SENSOR)
 
 
 def materialize_days(
@@ -96,7 +104,10 @@ def materialize_days(
     """Materialize `key` for the line-days in chunks of CHUNK_DAYS, one run per chunk."""
     runs = 0
     chunks = [days[i : i + CHUNK_DAYS] for i in range(0, len(days), CHUNK_DAYS)]
-    for chunk in tqdm(chunks, desc=desc, unit="run"):
+    bar = tqdm(total=len(days), desc=desc, unit="day")
+    for chunk in chunks:
+        bar.set_postfix_str(f"run {runs + 1}/{len(chunks)}: {chunk[0]}..{chunk[-1]}")
+        bar.refresh()
         result = materialize(
             ALL_ASSETS,
             selection=AssetSelection.assets(key),
@@ -111,6 +122,8 @@ def materialize_days(
         if not result.success:
             raise SystemExit(f"demo: materializing {desc} for {chunk[0]}..{chunk[-1]} failed")
         runs += 1
+        bar.update(len(chunk))
+    bar.close()
     return runs
 
 
@@ -139,13 +152,19 @@ def run_pipeline(today: dt.date, days: int, line: str) -> dict[str, Any]:
     """Sensor → productions → aggregates → model on the persistent instance; returns a summary."""
     instance = DagsterInstance.get()
     resources = resources_from_env()
+    step("recording every raw object on the instance (the raw sensor's events)")
     recorded, cursor = record_raw_objects(instance, resources)
+    step("handing the raw sensor over to the daemon of `make up` (cursor, RUNNING)")
     hand_cursor_to_daemon(cursor)
+    step(
+        f"per-production tables, then daily aggregates, in runs of {CHUNK_DAYS} days (one line-day takes a few s)"
+    )
     history_days = [today - dt.timedelta(days=d) for d in range(days, 0, -1)]
     prod_runs = materialize_days(
         instance, resources, PRODUCTIONS_KEY, line, [*history_days, today], "productions"
     )
     agg_runs = materialize_days(instance, resources, AGGREGATES_KEY, line, history_days, "daily aggregates")
+    step("training the quality model of the current quarter")
     model = train_model(instance, resources, today)
     return {
         "raw_objects_recorded": recorded,

@@ -31,7 +31,7 @@ from factory_core.layout import date_prefix
 from factory_core.store import open_store
 from factory_sim.demo.services import Service, free_port, http_ok
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file: factory_sim/demo/)
 BIN = Path(sys.executable).parent
 
 
@@ -163,7 +163,8 @@ class Demo:
         (self.work / "factory.env.json").write_text(json.dumps(self.env, indent=2) + "\n")
         shutil.copy(ROOT / "dagster.yaml", self.dagster_home / "dagster.yaml")
         os.environ.update(self.env)
-        # Imported here: the definitions read FACTORY_* when they load.
+        # Imported here: the definitions read FACTORY_* when they load (Dagster's import takes a while).
+        print("   loading the Dagster definitions", flush=True)
         from factory_sim.demo.pipeline import run_pipeline
 
         return run_pipeline(self.today, self.args.days, self.args.line)

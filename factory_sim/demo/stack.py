@@ -4,27 +4,88 @@ Started: the simulated sensor system (real time), the edge collector, the infere
 webserver and daemon on the demo's instance (var/dagster_home). Each runs detached in its own process
 group with its pid in var/run/ and its log in var/logs/; `down` stops them with SIGTERM (clean shutdown)
 and SIGKILL only after a grace period.
+
+All or nothing: every port is checked before anything starts (a taken one is named with the `make up`
+variable that moves it, e.g. `make up UI_PORT=3001`), and if a service does not come up, the ones this
+call started are stopped again, so a failed `make up` never leaves half a stack running.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
 
-from factory_sim.demo.services import Service, http_ok
+from factory_sim.demo.services import Service, ServiceError, http_ok
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file: factory_sim/demo/)
 VAR = ROOT / "var"
 RUN = VAR / "run"
 BIN = Path(sys.executable).parent
 ENV_FILE = VAR / "factory.env.json"  # written by the demo: FACTORY_* settings its data was built with
+
+
+# argparse option -> (what listens there, the `make up` variable that sets it, default)
+PORTS = {
+    "ui_port": ("Dagster UI", "UI_PORT", 3000),
+    "inference_port": ("inference API", "API_PORT", 8000),
+    "sensor_port": ("sensor system (binary TCP)", "SENSOR_PORT", 5020),
+    "collector_metrics_port": ("collector metrics", "METRICS_PORT", 9108),
+}
+
+
+def port_taken(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something already listens on (or holds) host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return True
+            raise
+    return False
+
+
+SERVICE_PORT = {
+    "sensor": "sensor_port",
+    "collector": "collector_metrics_port",
+    "inference": "inference_port",
+    "dagster-webserver": "ui_port",
+}
+
+
+def taken_ports(ports: argparse.Namespace, options: list[str] | None = None) -> list[str]:
+    """One sentence per taken port among `options` (default all), naming the service and how to choose
+    another."""
+    out = []
+    chosen = [getattr(ports, opt) for opt in PORTS]
+    for opt, (what, var, _default) in PORTS.items():
+        if options is not None and opt not in options:
+            continue
+        port = getattr(ports, opt)
+        if chosen.count(port) > 1:
+            out.append(
+                f"port {port} ({what}) is given to more than one service; choose another: make up {var}=..."
+            )
+        elif port_taken(port):
+            out.append(f"port {port} ({what}) is taken; choose another: make up {var}={_suggest(port)}")
+    return out
+
+
+def _suggest(port: int) -> int:
+    for candidate in range(port + 1, port + 100):
+        if not port_taken(candidate):
+            return candidate
+    return port + 100
 
 
 def _factory_env() -> dict[str, str]:
@@ -114,22 +175,54 @@ def up(ports: argparse.Namespace) -> int:
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    todo = []
     for svc in services(ports):
         pidfile = RUN / f"{svc.name}.pid"
         if pidfile.exists() and _alive(int(pidfile.read_text())):
             print(f"{svc.name}: already running (pid {pidfile.read_text().strip()})")
-            continue
-        svc.start(timeout_s=120)
+        else:
+            todo.append(svc)
+    # Every port of a service still to start must be free before anything starts.
+    problems = taken_ports(ports, [SERVICE_PORT[s.name] for s in todo if s.name in SERVICE_PORT])
+    if problems:
+        print("make up: not starting anything:", *problems, sep="\n  ", file=sys.stderr)
+        return 2
+    started: list[Service] = []
+    for svc in todo:
+        try:
+            svc.start(timeout_s=120)
+        except ServiceError as exc:
+            print(f"make up: {exc}", file=sys.stderr)
+            for done in reversed(started):
+                done.stop()
+                (RUN / f"{done.name}.pid").unlink(missing_ok=True)
+                print(f"{done.name}: stopped again", file=sys.stderr)
+            return 1
+        started.append(svc)
         assert svc.proc is not None
-        pidfile.write_text(str(svc.proc.pid))
-        print(f"{svc.name}: started (pid {svc.proc.pid}, log {svc.log_path.relative_to(ROOT)})")
+        (RUN / f"{svc.name}.pid").write_text(str(svc.proc.pid))
+        print(f"{svc.name}: started (pid {svc.proc.pid}, log {_shown(svc.log_path)})")
     print(
         f"\nDagster UI:        http://127.0.0.1:{ports.ui_port}\n"
-        f"inference API:     http://127.0.0.1:{ports.inference_port}/docs  (key in var/run/api-key)\n"
+        f"inference API:     http://127.0.0.1:{ports.inference_port}/docs  (key in {_shown(RUN / 'api-key')})\n"
+        f"sensor system:     127.0.0.1:{ports.sensor_port}  (binary TCP, read by the collector)\n"
         f"collector metrics: http://127.0.0.1:{ports.collector_metrics_port}/metrics\n"
         "stop everything:   make down"
     )
     return 0
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _use_var(var: Path) -> None:
+    """Keep pids, logs, the instance and the data under `var` instead of the repository's var/."""
+    global VAR, RUN, ENV_FILE
+    VAR, RUN, ENV_FILE = var, var / "run", var / "factory.env.json"
 
 
 def _alive(pid: int) -> bool:
@@ -155,14 +248,58 @@ def down(grace_s: float = 20.0) -> int:
     return 0
 
 
+def dev_command(ui_port: int) -> tuple[list[str], dict[str, str]]:
+    """`dagster dev` on the demo's instance and settings (what `make dev` runs).
+
+    A bare `dagster dev -w workspace.yaml` starts a throwaway instance whose partitions begin on
+    2026-01-01 and whose raw sensor, without the demo's cursor, re-reads every object and rewrites the
+    demo's production tables and warehouse; with the demo's DAGSTER_HOME and FACTORY_* it continues
+    exactly where the demo (or `make up`) left off."""
+    env = _factory_env()
+    argv = [
+        str(BIN / "dagster"),
+        "dev",
+        "-w",
+        str(ROOT / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(ui_port),
+    ]
+    return argv, env
+
+
+def dev(ui_port: int) -> int:
+    pidfile = RUN / "dagster-daemon.pid"
+    if pidfile.exists() and _alive(int(pidfile.read_text())):
+        print("make dev: `make up` already runs Dagster on this instance; use its UI or `make down` first",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if port_taken(ui_port):
+        print(f"make dev: port {ui_port} (Dagster UI) is taken; choose another: make dev UI_PORT={_suggest(ui_port)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    argv, env = dev_command(ui_port)
+    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    if not (Path(env["DAGSTER_HOME"]) / "dagster.yaml").exists():
+        shutil.copy(ROOT / "dagster.yaml", Path(env["DAGSTER_HOME"]) / "dagster.yaml")
+    os.chdir(ROOT)
+    os.execve(argv[0], argv, {**os.environ, **env})
+
+
 def cli(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="factory-sim stack", description=__doc__.splitlines()[0])
-    p.add_argument("action", choices=("up", "down"))
-    p.add_argument("--ui-port", type=int, default=3000)
-    p.add_argument("--inference-port", type=int, default=8000)
-    p.add_argument("--sensor-port", type=int, default=5020)
-    p.add_argument("--collector-metrics-port", type=int, default=9108)
+    p.add_argument("action", choices=("up", "down", "dev"))
+    for opt, (what, var, default) in PORTS.items():
+        p.add_argument(
+            "--" + opt.replace("_", "-"), type=int, default=default, help=f"{what} (make up {var}=...)"
+        )
+    p.add_argument("--var", type=Path, default=None, help="state directory (default: the repository's var/)")
     args = p.parse_args(argv)
+    if args.var is not None:
+        _use_var(args.var.resolve())
+    if args.action == "dev":
+        return dev(args.ui_port)
     return up(args) if args.action == "up" else down()
 
 

@@ -40,6 +40,7 @@ EXTERNAL_ENV = {
     "AWS_DEFAULT_REGION",
     "AWS_ENDPOINT_URL",
     "DAGSTER_HOME",
+    "PGSSLMODE",  # libpq reads it (TLS of the Dagster storage connection)
 }
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "WAREHOUSE_URL")
 # IAM actions that support no resource-level permissions (AWS service authorization reference).
@@ -417,7 +418,7 @@ def test_code_location_module_is_the_same_everywhere() -> None:
 @pytest.fixture
 def dagster_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in _dagster_yaml_env_names():
-        monkeypatch.setenv(name, f"test-{name.lower()}")
+        monkeypatch.setenv(name, "5432" if name.endswith("_PORT") else f"test-{name.lower()}")
 
 
 def test_cloud_dagster_yaml_matches_dagster_schemas(dagster_env: None, tmp_path: Path) -> None:

@@ -61,6 +61,14 @@ def test_demo_prints_the_model_against_every_craftsman(demo_run: tuple[Path, str
     assert "make up" in stdout
 
 
+def test_demo_reports_progress_through_the_dagster_stage(demo_run: tuple[Path, str]) -> None:
+    stdout = demo_run[1]
+    stage = stdout[stdout.index("3/5 Dagster") : stdout.index("4/5 inference")]
+    for step in ("loading the Dagster definitions", "recording every raw object", "handing the raw sensor over",
+                 "per-production tables", "training the quality model"):  # fmt: skip
+        assert step in stage, step
+
+
 def test_demo_leaves_the_embedded_defaults_populated(demo_run: tuple[Path, str]) -> None:
     var = demo_run[0] / "var"
     assert list((var / "objects" / "processed").rglob("productions.parquet"))

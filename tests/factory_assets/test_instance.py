@@ -1,5 +1,6 @@
-"""The code location on real instances: `dagster definitions validate` as a subprocess, and a Dagster
-instance on the real Postgres configured by dagster.yaml's documented storage block."""
+"""The code location on real instances: `dagster definitions validate` as a subprocess, and Dagster
+instances on the machine's Postgres: one configured by dagster.yaml's documented storage block, one
+loaded from deploy/dagster/dagster.yaml itself (the cloud file, TLS overridden by PGSSLMODE only)."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def test_postgres_instance_from_documented_config(
         "password",
         "db_name",
     }
-    for var, value in {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USER": "postgres",
+    for var, value in {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USERNAME": "postgres",
                        "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": "test"}.items():  # fmt: skip
         monkeypatch.setenv(var, value)
     # Same block, isolated in a throwaway schema so parallel test runs never share tables.
@@ -120,3 +121,70 @@ def test_postgres_instance_from_documented_config(
         with eng.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{pg_schema}_wh" CASCADE'))
         eng.dispose()
+
+
+DEPLOY_YAML = REPO / "deploy" / "dagster" / "dagster.yaml"
+
+
+def test_the_two_instance_files_read_one_set_of_postgres_env_names() -> None:
+    cloud = yaml.safe_load(DEPLOY_YAML.read_text())["storage"]["postgres"]["postgres_db"]
+    local = _documented_postgres_storage()["storage"]["postgres"]["postgres_db"]
+    env_names = {k: v["env"] for k, v in cloud.items() if isinstance(v, dict)}
+    assert env_names == {k: v["env"] for k, v in local.items() if isinstance(v, dict)}
+    assert set(env_names.values()) == {
+        f"DAGSTER_PG_{n}" for n in ("HOST", "PORT", "DB", "USERNAME", "PASSWORD")
+    }
+    assert cloud["scheme"] == local["scheme"] == "postgresql+psycopg2"
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    assert all(f"`{name}`" in doc for name in env_names.values())
+    assert "PGSSLMODE=require" in (REPO / "deploy" / "docker" / "Dockerfile.dagster").read_text()
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh database on the machine's Postgres, dropped afterwards."""
+    name = f"dagster_{uuid.uuid4().hex[:10]}"
+    eng = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with eng.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield name
+    with eng.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    eng.dispose()
+
+
+def test_the_cloud_instance_file_itself_runs_on_postgres(
+    local_store: LocalDirStore, tmp_path: Path, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy/dagster/dagster.yaml, not a copy: DAGSTER_HOME holds a symlink to it; only env differs."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").symlink_to(DEPLOY_YAML)
+    env = {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USERNAME": "postgres",
+           "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": pg_database, "PGSSLMODE": "disable",
+           "DAGSTER_ECS_CLUSTER": "test", "DAGSTER_ECS_RUN_TASK_DEFINITION": "test-run",
+           "DAGSTER_COMPUTE_LOG_BUCKET": "test-logs", "AWS_REGION": "us-east-1"}  # fmt: skip
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    resources = {
+        "object_store": LocalObjectStoreResource(root=str(local_store.root)),
+        "warehouse": WarehouseResource(url=f"sqlite:///{tmp_path}/wh.db"),
+    }
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        result = materialize(
+            ASSETS, selection="production/productions", partition_key=line_day_key(LINE, DAY),
+            resources=resources, instance=instance,
+        )  # fmt: skip
+        assert result.success
+        records = instance.fetch_materializations(PRODUCTIONS_KEY, limit=5).records
+        assert len(records) == 1 and records[0].asset_materialization is not None
+        assert records[0].asset_materialization.metadata["day_complete"].value is True
+    eng = sa.create_engine(PG_URL.rsplit("/", 1)[0] + f"/{pg_database}")
+    with eng.connect() as conn:
+        runs = conn.execute(sa.text("select count(*) from runs")).scalar()
+    eng.dispose()
+    assert runs == 1

@@ -92,3 +92,29 @@ def test_missing_hour_is_incomplete_until_recorded_as_gap(local_store: LocalDirS
         )
     local_store.put(gap_key(LINE, gaps), encode_gaps(LINE, gaps))
     assert build_day(local_store, LINE, DAY).complete
+
+
+OVER_TEMPERATURE_DAY = "2026-03-07"  # the simulator's schedule holds one over-temperature fault that day
+
+
+def test_over_temperature_faults_show_time_above_the_alarm_limit(tmp_path: Path) -> None:
+    """`*_s_above_limit` counts seconds above the machine's over-temperature alarm (setpoint-relative,
+    factory_core.machine): non-zero on every over-temperature run although the die stays below the
+    260 degC safety stop the feature used to count (and was therefore always 0)."""
+    from factory_core.machine import SAFETY_RANGES, over_temperature_alarm
+    from tests.support.assets import write_history
+
+    write_history(str(tmp_path), OVER_TEMPERATURE_DAY, 2)
+    frame = build_day(LocalDirStore(tmp_path), LINE, OVER_TEMPERATURE_DAY).frame
+    hot = frame.filter(pl.col("fault") == "over_temperature")
+    assert hot.height == sum(
+        p.outcome.fault == "over_temperature" for p in truth_for_day(OVER_TEMPERATURE_DAY)
+    )
+    assert hot.height >= 1
+    for row in hot.iter_rows(named=True):
+        assert row["temp_die_max"] < SAFETY_RANGES["temperature"][1]
+        assert row["temp_die_max"] > over_temperature_alarm("temp_die", row["sp_temperature"])
+        assert row["temp_die_s_above_limit"] >= 5.0
+        assert all(row[f"temp_zone{z}_s_above_limit"] > 0 for z in (1, 2, 3))
+    clean = frame.filter(pl.col("fault") == "none")
+    assert (clean["temp_die_s_above_limit"] > 0).mean() < 0.1  # a fault signal, not a constant
