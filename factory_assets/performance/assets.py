@@ -331,14 +331,12 @@ def model_performance(
         metadata={
             "partition": focus["partition"],
             "judged_version": focus["judged_version"] or "",
-            "ai_window_quality": MetadataValue.float(focus_row["ai_window_quality"] or float("nan")),
+            **{
+                name: MetadataValue.float(focus_row[name])
+                for name in ("ai_window_quality", "best_craftsman_quality", "margin")
+                if focus_row[name] is not None  # not judged: no figure rather than NaN
+            },
             "best_craftsman": focus_row["best_craftsman"] or "",
-            "best_craftsman_quality": MetadataValue.float(
-                focus_row["best_craftsman_quality"] or float("nan")
-            ),
-            "margin": MetadataValue.float(
-                focus_row["margin"] if focus_row["margin"] is not None else float("nan")
-            ),
             "window": f"{focus_row['window_start']}..{focus_row['date']}",
             "craftsman_window": f"{focus_row['craftsman_window_start']}..{focus_row['date']}",
             "failed_partitions": MetadataValue.json([v["partition"] for v in failed]),

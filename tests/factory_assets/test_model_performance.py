@@ -371,3 +371,50 @@ def test_production_table_lot_figures_are_what_the_decisions_saw(line: Line) -> 
     assert sorted(table["production_id"].to_list()) == sorted(truth)
     for pid, moisture in table.select("production_id", "lot_moisture").iter_rows():
         assert moisture == pytest.approx(truth[pid].lot.moisture, rel=1e-9)
+
+
+def _prod(pid: int, start: dt.datetime, code: int, quality: float, lot: float) -> dict[str, Any]:
+    return {"line": LINE, "production_id": pid, "start": start, "lot_moisture": lot, "lot_hardness": 65.0,
+            "lot_density": 1.3, "lot_impurity": 0.6, "set_by": f"model:v{code - MODEL_CODE_BASE}"
+            if code >= MODEL_CODE_BASE else f"craftsman:{code:02d}", "set_by_code": code, "qa_quality": quality,
+            "fault_code": 0}  # fmt: skip
+
+
+def _decision(ts: dt.datetime, status: int, lot: float, number: int = 3) -> dict[str, Any]:
+    return {"ts": ts.isoformat(), "request_id": ts.isoformat(), "line_id": LINE, "status": status,
+            "outcome": "ok" if status == 200 else "model_unavailable", "model_version": "v00003-abc",
+            "model_version_number": number, "predicted_quality": 90.0 if status == 200 else None,
+            "lot": {"moisture": lot, "hardness": 65.0, "density": 1.3, "impurity": 0.6}}  # fmt: skip
+
+
+def test_unapplied_answer_is_overridden_and_a_new_version_is_not_judged_on_few_runs() -> None:
+    from factory_assets.performance import compute
+
+    t0 = dt.datetime(2026, 3, 4, 12, tzinfo=dt.UTC)
+    sec = dt.timedelta(seconds=1)
+    prods = compute.productions_for_matching(pl.DataFrame([
+        _prod(1, t0, MODEL_CODE_BASE + 3, 91.0, 6.0),  # set by v3
+        _prod(2, t0 + 300 * sec, 2, 70.0, 7.0),  # the control system kept the craftsman: overridden
+        _prod(3, t0 + 600 * sec, 2, 72.0, 8.0),  # a 503: fallback
+        _prod(4, t0 + 900 * sec, MODEL_CODE_BASE + 3, 93.0, 9.0),  # v3, its decision lost
+    ]))  # fmt: skip
+    decisions, unreadable = compute.decisions_frame([
+        _decision(t0 - 2 * sec, 200, 6.0), _decision(t0 - 40 * sec, 200, 6.0),  # a retry: one matches
+        _decision(t0 + 298 * sec, 200, 7.0), _decision(t0 + 599 * sec, 503, 8.0),
+        _decision(t0 + 700 * sec, 200, 6.5),  # a lot that never ran
+        _decision(t0 + 890 * sec, 200, 9.0, number=2),  # another version's answer cannot set a v3 run
+        {"ts": "not a time", "lot": {}},
+    ])  # fmt: skip
+    rule = compute.MatchRule()
+    match = compute.match_decisions(prods, decisions, rule)
+    assert match.productions["match"].to_list() == ["model", "overridden", "fallback", None]
+    assert match.productions["lead_s"][0] == pytest.approx(2.0)
+    assert unreadable == 1 and match.unmatched.height == 3  # the retry, the lot that never ran, v2's answer
+    row = compute.day_summary(LINE, "2026-03-04", match, rule)
+    assert (row["matched_ai_productions"], row["unmatched_ai_productions"], row["overridden"]) == (1, 1, 1)
+    assert row["fallbacks_by_reason"] == {"model_unavailable": 1} and row["unmatched_decisions"] == 3
+    comparison = compute.compare(
+        prods.filter(pl.col("set_by_code") >= MODEL_CODE_BASE), prods, compute.WindowRule()
+    )
+    assert comparison.verdict == "not_judged" and comparison.judged_version == "model:v3"
+    assert "fewer than 50" in comparison.reason
