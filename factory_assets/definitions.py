@@ -2,7 +2,9 @@
 
 Resources are chosen from the environment here (and only here): see resources/selection.py. ASSETS is the
 data graph (raw -> productions -> aggregates); ALL_ASSETS adds the quarterly model (factory_assets/model/),
-downstream of both. Alerting (factory_assets/alerting/) adds run-failure, failed-check and freshness
+downstream of both, and the AI's record: the inference server's decision log (external, factory_assets/decisions/)
+joined with the production table in `model_performance` (factory_assets/performance/), whose failed check
+pages through the alerting sensors and requests a retrain (performance/retrain.py). Alerting (factory_assets/alerting/) adds run-failure, failed-check and freshness
 sensors that post through the alert notifier resource.
 
 What a data team sees in the UI beyond the graph: freshness policies on the raw and production assets
@@ -25,7 +27,9 @@ from dagster import (
 
 from factory_assets.aggregates.assets import AGGREGATES_KEY, daily_line_aggregates
 from factory_assets.alerting import alerting_resources, alerting_sensors
+from factory_assets.decisions import build_decision_log_sensor, decision_log
 from factory_assets.model import MODEL_ASSETS, MODEL_CHECKS, MODEL_SCHEDULES
+from factory_assets.performance import PERFORMANCE_ASSETS, build_retrain_sensor, model_performance_automation
 from factory_assets.production.assets import PRODUCTIONS_KEY, productions
 from factory_assets.raw.assets import raw_sensor_data, raw_sensor_gaps
 from factory_assets.raw.sensors import build_raw_objects_sensor
@@ -45,7 +49,7 @@ ASSETS = list(
         ]
     )
 )
-ALL_ASSETS = [*ASSETS, *with_source_code_references(MODEL_ASSETS)]
+ALL_ASSETS = [*ASSETS, *with_source_code_references([*MODEL_ASSETS, *PERFORMANCE_ASSETS]), decision_log]
 
 # Built-in conditions run in the daemon; the aggregates' custom condition needs the user-code server.
 productions_automation = AutomationConditionSensorDefinition(
@@ -75,6 +79,9 @@ def build_definitions() -> Definitions:
             build_raw_objects_sensor(),
             productions_automation,
             aggregates_automation,
+            build_decision_log_sensor(),
+            model_performance_automation,
+            build_retrain_sensor(),
             *alerting_sensors,
         ],
         resources={**resources_from_env(), **alerting_resources()},

@@ -1,7 +1,10 @@
-"""Incremental listing of new raw/gap object keys with a durable, bounded cursor.
+"""Incremental listing of new object keys under `{kind}/line={line}/date={day}/` with a durable, bounded cursor.
+
+Used for raw/ and gaps/ (raw_objects_sensor) and for the inference server's decisions/ (decision_log_sensor):
+all three share the key layout's line and date directories.
 
 Why this shape: a sensor tick must finish well inside 60 s with years of objects in the bucket, so it
-never lists the whole bucket. Per line and kind (raw/, gaps/):
+never lists the whole bucket. Per line and kind:
 
 * catch-up: dates older than the late window are listed once, in key order, with StartAfter=`after`
   (line-scoped prefix, paginated lazily; the scan stops at the first key inside the late window or when
@@ -114,3 +117,32 @@ def scan_line(
             cursor.seen[date] = sorted(seen.union(added))
         day += dt.timedelta(days=1)
     return ScanResult(found, exhausted=True)
+
+
+def scan_new_keys(
+    store: ObjectStore,
+    state: dict[str, dict[str, LineCursor]],
+    lines: list[str],
+    today: dt.date,
+    late_days: int,
+    max_keys: int,
+    deadline: float,
+    first_date: str,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[tuple[str, str]]:
+    """(kind, key) of new objects for every kind of `state` and every line, within one tick's budget.
+
+    `state` ({kind: {line: LineCursor}}) is updated in place. Keys dated before `first_date` (the first
+    partition) are consumed but not returned: they have no partition to be recorded on.
+    """
+    budget = max_keys
+    found: list[tuple[str, str]] = []
+    for kind in state:
+        for line in lines:
+            cursor = state[kind].setdefault(line, LineCursor())
+            result = scan_line(store, kind, line, cursor, today, late_days, budget, deadline, clock)
+            found.extend((kind, key) for key in result.keys if (_date_of(key) or "") >= first_date)
+            budget -= len(result.keys)
+            if budget <= 0 or clock() > deadline:
+                return found
+    return found

@@ -26,7 +26,7 @@ from dagster import (
 from factory_assets.raw.assets import GAPS_ASSET_KEY, RAW_ASSET_KEY
 from factory_assets.raw.partitions import configured_lines, configured_start_date, line_day_key
 from factory_assets.raw.quarantine import quarantine
-from factory_assets.raw.scan import KINDS, LineCursor, scan_line
+from factory_assets.raw.scan import KINDS, LineCursor, scan_new_keys
 from factory_assets.resources.object_store import ObjectStoreResource
 from factory_core.layout import parse_key
 from factory_core.rawformat import RawFormatError, decode_batch, decode_gaps
@@ -113,15 +113,18 @@ def _line_date_of(key: str) -> tuple[str, str]:
         return "", ""
 
 
-def load_cursor(raw: str | None) -> dict[str, dict[str, LineCursor]]:
-    """Parse the sensor cursor; an empty cursor starts from the beginning."""
-    state: dict[str, dict[str, LineCursor]] = {k: {} for k in KINDS}
+def load_cursor(
+    raw: str | None, kinds: tuple[str, ...] = KINDS, sensor_name: str = "raw_objects_sensor"
+) -> dict[str, dict[str, LineCursor]]:
+    """Parse a listing sensor's cursor ({kind: {line: LineCursor}}); an empty cursor starts from the
+    beginning. Shared by every sensor that lists `{kind}/line=/date=/` prefixes (raw, gaps, decisions)."""
+    state: dict[str, dict[str, LineCursor]] = {k: {} for k in kinds}
     if not raw:
         return state
     doc = json.loads(raw)
     if doc.get("v") != CURSOR_VERSION:
-        raise ValueError(f"raw_objects_sensor cursor version {doc.get('v')!r} is not {CURSOR_VERSION}")
-    for kind in KINDS:
+        raise ValueError(f"{sensor_name} cursor version {doc.get('v')!r} is not {CURSOR_VERSION}")
+    for kind in kinds:
         for line, data in doc.get(kind, {}).items():
             state[kind][line] = LineCursor.from_json(data)
     return state
@@ -129,7 +132,7 @@ def load_cursor(raw: str | None) -> dict[str, dict[str, LineCursor]]:
 
 def dump_cursor(state: dict[str, dict[str, LineCursor]]) -> str:
     doc: dict[str, Any] = {"v": CURSOR_VERSION}
-    for kind in KINDS:
+    for kind in sorted(state):
         doc[kind] = {line: c.to_json() for line, c in sorted(state[kind].items())}
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
@@ -164,18 +167,10 @@ def build_raw_objects_sensor(
     ) -> SensorResult:
         store = object_store.get_store()
         state = load_cursor(context.cursor)
-        deadline = time.monotonic() + time_budget_s
-        budget = max_keys_per_tick
-        found: list[tuple[str, str]] = []
-        for kind in KINDS:
-            for line in sensor_lines:
-                cursor = state[kind].setdefault(line, LineCursor())
-                result = scan_line(store, kind, line, cursor, _today(), late_days, budget, deadline)
-                # Objects dated before the first partition have no partition to record them on.
-                found.extend((kind, key) for key in result.keys if _line_date_of(key)[1] >= first_date)
-                budget -= len(result.keys)
-                if budget <= 0 or time.monotonic() > deadline:
-                    break
+        found = scan_new_keys(
+            store, state, sensor_lines, _today(), late_days, max_keys_per_tick,
+            time.monotonic() + time_budget_s, first_date,
+        )  # fmt: skip
         with ThreadPoolExecutor(max_workers=workers) as pool:
             events = list(pool.map(lambda item: _event_for(store, *item), found))
         for event in events:

@@ -39,6 +39,7 @@ from typing import Any
 import zstandard
 from pydantic_core import PydanticSerializationError, to_json
 
+from factory_core.decisionlog import decode_decisions
 from factory_core.layout import decision_key
 from factory_core.outbox.spool import Spool, SpoolEntry, SpoolHeader
 from factory_core.outbox.uploader import Uploader, UploadObserver
@@ -81,9 +82,9 @@ def _json_line(record: dict[str, Any]) -> bytes:
 
 
 def decode_segment(payload: bytes) -> list[dict[str, Any]]:
-    """The decisions of one spool entry's payload / stored object (zstd JSON lines)."""
-    data = zstandard.ZstdDecompressor().decompress(payload)
-    return [json.loads(line) for line in data.splitlines()]
+    """The decisions of one spool entry's payload / stored object (zstd JSON lines): the core's reader,
+    the same one the data platform uses (factory_core.decisionlog)."""
+    return decode_decisions(payload)
 
 
 _BUCKET_CACHE_MAX = 4096  # distinct line ids / dates remembered (a full cache starts over)

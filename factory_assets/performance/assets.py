@@ -1,0 +1,345 @@
+"""`performance/model_performance`: the AI's daily record per (line, day), in the warehouse and the UI.
+
+Why an asset downstream of the production table and the decision log: the record is only as good as its
+two sources, so it sits in the graph with their lineage, runs when a day's table is complete (the daily
+aggregates' condition) and again when late decisions or a refreshed table arrive; a re-materialization
+replaces the partition's warehouse row (delete + insert in one transaction), so it is idempotent.
+
+The glue reads; performance/compute.py decides (join rule, counting, comparable craftsmen: see there).
+Day D reads the decision log of D-1 (its last `max_lead_s`) and D, the production table of D, and the
+production tables of the trailing window (and further back for the craftsmen while any of them has too
+few productions). The asset check `model_performance_beats_best_craftsman` (ERROR) fails when the serving
+model's realized quality over the window is below the best craftsman's on the same lots; the alerting
+sensor pages on it and performance/retrain.py requests a retrain.
+"""
+
+import datetime as dt
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    AssetKey,
+    BackfillPolicy,
+    Config,
+    DimensionPartitionMapping,
+    IdentityPartitionMapping,
+    MaterializeResult,
+    MetadataValue,
+    MultiPartitionMapping,
+    TableColumn,
+    TableSchema,
+    TimeWindowPartitionMapping,
+    asset,
+)
+from pydantic import Field
+
+from factory_assets.aggregates.automation import aggregates_condition
+from factory_assets.decisions.assets import DECISION_LOG_KEY
+from factory_assets.markdown import md_table
+from factory_assets.model.versions_table import json_safe
+from factory_assets.performance import compute, plots
+from factory_assets.performance.tables import MODEL_PERFORMANCE
+from factory_assets.production.assets import MAX_PARTITIONS_PER_RUN, PRODUCTIONS_KEY
+from factory_assets.production.plots import png_markdown
+from factory_assets.raw.partitions import LINE_DAY_PARTITIONS, configured_start_date, split_key
+from factory_assets.resources.object_store import ObjectStoreResource
+from factory_assets.resources.warehouse import WarehouseResource
+from factory_core.decisionlog import DecisionFormatError, decode_decisions
+from factory_core.layout import decisions_date_prefix, processed_key
+from factory_core.store import ObjectNotFoundError, ObjectStore
+
+MODEL_PERFORMANCE_KEY = AssetKey(["performance", "model_performance"])
+CHECK_NAME = "model_performance_beats_best_craftsman"
+
+# Day D reads decisions logged on D-1 (a decision for a run starting just after midnight) and on D.
+DECISIONS_TO_PERFORMANCE = MultiPartitionMapping(
+    {
+        "date": DimensionPartitionMapping(
+            "date", TimeWindowPartitionMapping(start_offset=-1, allow_nonexistent_upstream_partitions=True)
+        ),
+        "line": DimensionPartitionMapping("line", IdentityPartitionMapping()),
+    }
+)
+
+
+class ModelPerformanceConfig(Config):
+    window_days: int = Field(
+        default=28, description="Trailing window (days, ending with the partition's day)"
+    )
+    min_craftsman_productions: int = Field(
+        default=50, description="Extend the craftsmen's window until each has this many productions"
+    )
+    max_lookback_days: int = Field(default=364, description="Never look back further than this for craftsmen")
+    min_ai_productions: int = Field(default=50, description="Judge the serving version from this many on")
+    neighbours: int = Field(default=5, description="Nearest craftsman lots averaged per AI lot")
+    tolerance: float = Field(default=0.0, description="Quality points the AI may trail the best craftsman by")
+    max_lead_s: float = Field(default=300.0, description="A decision at most this long before its production")
+    max_lag_s: float = Field(default=5.0, description="... or at most this long after its recorded start")
+    lot_rtol: float = Field(default=1e-6, description="Relative tolerance on each lot figure")
+
+    def match_rule(self) -> compute.MatchRule:
+        return compute.MatchRule(self.max_lead_s, self.max_lag_s, self.lot_rtol)
+
+    def window_rule(self) -> compute.WindowRule:
+        return compute.WindowRule(
+            self.window_days, self.min_craftsman_productions, self.max_lookback_days, self.min_ai_productions,
+            self.neighbours, self.tolerance,
+        )  # fmt: skip
+
+
+class Tables:
+    """Production tables of one line read once per run (a ranged run shares the trailing windows)."""
+
+    def __init__(self, store: ObjectStore, line: str) -> None:
+        self.store, self.line = store, line
+        self._frames: dict[dt.date, pl.DataFrame | None] = {}
+
+    def day(self, date: dt.date) -> pl.DataFrame | None:
+        if date not in self._frames:
+            try:
+                data = self.store.get(processed_key(self.line, date))
+            except ObjectNotFoundError:
+                self._frames[date] = None
+            else:
+                self._frames[date] = compute.productions_for_matching(pl.read_parquet(io.BytesIO(data)))
+        return self._frames[date]
+
+    def span(self, first: dt.date, last: dt.date) -> tuple[pl.DataFrame, list[dt.date]]:
+        """Rows of [first, last] (inclusive) and the days without a table (from the first partition on)."""
+        frames, missing = [], []
+        earliest = dt.date.fromisoformat(configured_start_date())
+        day = max(first, earliest)
+        while day <= last:
+            frame = self.day(day)
+            if frame is None:
+                missing.append(day)
+            else:
+                frames.append(frame)
+            day += dt.timedelta(days=1)
+        if not frames:
+            return compute.productions_for_matching(pl.DataFrame(schema=EMPTY_SCHEMA)), missing
+        return pl.concat(frames), missing
+
+
+EMPTY_SCHEMA: dict[str, Any] = {
+    "line": pl.String, "production_id": pl.Int64, "start": compute.TS,
+    **{c: pl.Float64 for c in compute.LOT_COLUMNS},
+    "set_by": pl.String, "set_by_code": pl.Int64, "qa_quality": pl.Float64, "fault_code": pl.Int64,
+}  # fmt: skip
+
+
+def read_decisions(store: ObjectStore, line: str, date: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Decision records logged on `date` - 1 and `date` for `line`, and the keys that did not decode."""
+    day = dt.date.fromisoformat(date)
+    records: list[dict[str, Any]] = []
+    bad: list[str] = []
+    for d in (day - dt.timedelta(days=1), day):
+        for key in store.list(decisions_date_prefix(line, d)):
+            try:
+                records.extend(decode_decisions(store.get(key)))
+            except DecisionFormatError:
+                bad.append(key)  # the decision-log sensor quarantines it with the reason
+    return records, bad
+
+
+def compute_partition(
+    store: ObjectStore, tables: Tables, line: str, date: str, config: ModelPerformanceConfig
+) -> tuple[dict[str, Any], compute.Match, compute.Comparison, list[str]]:
+    """The warehouse row of one (line, day), the match behind it, the comparison and undecodable keys."""
+    match_rule, window = config.match_rule(), config.window_rule()
+    day = dt.date.fromisoformat(date)
+    today = tables.day(day)
+    if today is None:
+        raise RuntimeError(
+            f"{line}|{date}: production table {processed_key(line, date)!r} is missing; materialize "
+            "production/productions first"
+        )
+    records, bad = read_decisions(store, line, date)
+    decisions, unreadable = compute.decisions_frame(records)
+    decisions = compute.decisions_in_scope(decisions.filter(pl.col("line") == line), date, match_rule)
+    match = compute.match_decisions(today, decisions, match_rule)
+    row = compute.day_summary(line, date, match, match_rule)
+    # trailing window: the AI's days, and the craftsmen's (extended while any has too few productions)
+    ai_start = compute.window_start(date, window.window_days)
+    span, missing = tables.span(ai_start, day)
+    ai_rows = span.filter(pl.col("set_by_code") >= compute.MODEL_CODE_BASE)
+    craftsman_start = ai_start
+    earliest = dt.date.fromisoformat(configured_start_date())
+    while True:
+        craftsmen = compute.craftsman_rows(tables.span(craftsman_start, day)[0])
+        further = craftsman_start - dt.timedelta(days=window.window_days)
+        if (
+            not compute.needs_more_history(craftsmen, window.min_craftsman_productions)
+            or (day - further).days + 1 > window.max_lookback_days
+            or craftsman_start <= earliest
+        ):
+            break
+        craftsman_start = further
+    missing = sorted(set(missing) | set(tables.span(craftsman_start, day)[1]))
+    comparison = compute.compare(ai_rows, craftsmen, window)
+    best = comparison.best or {}
+    row.update(
+        unreadable_decisions=unreadable,
+        window_start=ai_start,
+        craftsman_window_start=max(craftsman_start, earliest),
+        judged_version=comparison.judged_version,
+        ai_window_productions=comparison.ai_productions,
+        ai_window_quality=comparison.ai_quality,
+        ai_window_fault_rate=comparison.ai_fault_rate,
+        best_craftsman=best.get("set_by"),
+        best_craftsman_quality=best.get("comparable_quality"),
+        best_craftsman_fault_rate=best.get("comparable_fault_rate"),
+        margin=comparison.margin,
+        verdict=comparison.verdict,
+        craftsmen=comparison.craftsmen,
+        missing_days=[d.isoformat() for d in missing],
+        rules={"match": vars(match_rule), "window": vars(window)},
+    )
+    return json_safe(row), match, comparison, bad
+
+
+def _schema() -> TableSchema:
+    return TableSchema(columns=[TableColumn(c.name, str(c.type)) for c in MODEL_PERFORMANCE.columns])
+
+
+SUMMARY_COLUMNS = ("line", "date", "productions", "ai_share", "matched_ai_productions", "unmatched_ai_productions",
+                   "unmatched_decisions", "fallbacks", "ai_quality_mean", "ai_predicted_mean", "ai_error_mean",
+                   "judged_version", "ai_window_quality", "best_craftsman", "best_craftsman_quality", "verdict")  # fmt: skip
+
+
+def _summary(rows: list[dict[str, Any]]) -> str:
+    return md_table(pl.DataFrame([{k: _text(r[k]) for k in SUMMARY_COLUMNS} for r in rows]))
+
+
+def _text(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def _craftsmen_table(comparison: compute.Comparison) -> str:
+    if not comparison.craftsmen:
+        return "_no craftsman production in the window_"
+    return md_table(pl.DataFrame(comparison.craftsmen))
+
+
+def _partition_metadata(
+    row: dict[str, Any], match: compute.Match, comparison: compute.Comparison
+) -> dict[str, Any]:
+    title = f"{row['line']} {row['date']}"
+    return {
+        "verdict": row["verdict"],
+        "reason": comparison.reason,
+        "judged_version": row["judged_version"] or "",
+        "ai_share": MetadataValue.float(row["ai_share"] or 0.0),
+        "matched_ai_productions": row["matched_ai_productions"],
+        "unmatched_ai_productions": row["unmatched_ai_productions"],
+        "unmatched_decisions": row["unmatched_decisions"],
+        "decisions_near_day_end": row["decisions_near_day_end"],
+        "fallbacks_by_reason": MetadataValue.json(row["fallbacks_by_reason"]),
+        "model_versions": MetadataValue.json(row["model_versions"]),
+        "windows": MetadataValue.json(
+            {
+                "ai": [row["window_start"].isoformat(), row["date"].isoformat()],
+                "craftsmen": [row["craftsman_window_start"].isoformat(), row["date"].isoformat()],
+                "missing_days": row["missing_days"],
+            }
+        ),
+        "craftsmen_on_ai_lots": MetadataValue.md(_craftsmen_table(comparison)),
+        "predicted_vs_realized": MetadataValue.md(
+            png_markdown(
+                plots.predicted_vs_realized_png(match.productions, f"{title} AI productions"),
+                "predicted vs realized quality",
+            )
+        ),
+        "ai_vs_craftsmen": MetadataValue.md(
+            png_markdown(plots.comparison_png(comparison, f"{title} trailing window"), "AI vs craftsmen")
+        ),
+    }
+
+
+@asset(
+    key=MODEL_PERFORMANCE_KEY,
+    description=(
+        "The AI's record per line and day: every decision of the inference server joined with the "
+        "production it set (line, lot figures, decision just before the start), realized vs predicted QA "
+        "quality, faults, fallbacks by reason, the share of productions the AI set; and over a trailing "
+        "window (28 days) the serving model's realized quality against each craftsman's on the AI's own "
+        "lots (nearest lots in lot-figure space). Warehouse table model_performance, one row per partition."
+    ),
+    partitions_def=LINE_DAY_PARTITIONS,
+    deps=[PRODUCTIONS_KEY, AssetDep(DECISION_LOG_KEY, partition_mapping=DECISIONS_TO_PERFORMANCE)],
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
+    automation_condition=aggregates_condition(PRODUCTIONS_KEY),
+    check_specs=[
+        AssetCheckSpec(
+            CHECK_NAME,
+            asset=MODEL_PERFORMANCE_KEY,
+            description="The serving model's realized mean QA quality over the trailing window is at least "
+            "the best craftsman's on the same lots (ERROR: pages, and requests a retrain).",
+        )
+    ],
+    group_name="performance",
+    kinds={"polars", "sql"},
+    owners=["team:data-platform"],
+    code_version="1",
+)
+def model_performance(
+    context: AssetExecutionContext,
+    config: ModelPerformanceConfig,
+    object_store: ObjectStoreResource,
+    warehouse: WarehouseResource,
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    store = object_store.get_store()
+    tables: dict[str, Tables] = {}
+    rows: list[dict[str, Any]] = []
+    verdicts: list[dict[str, Any]] = []
+    last: tuple[dict[str, Any], compute.Match, compute.Comparison] | None = None
+    for pk in context.partition_keys:
+        line, date = split_key(pk)
+        line_tables = tables.setdefault(line, Tables(store, line))
+        row, match, comparison, bad = compute_partition(store, line_tables, line, date, config)
+        for key in bad:
+            context.log.warning(f"{pk}: decision segment {key} does not decode; left out")
+        warehouse.replace_partition([(MODEL_PERFORMANCE, {"line": line, "date": row["date"]}, [row])])
+        rows.append(row)
+        verdicts.append({"partition": str(pk), "judged_version": row["judged_version"], "verdict": row["verdict"],
+                         "reason": comparison.reason, "margin": row["margin"]})  # fmt: skip
+        last = (row, match, comparison)
+    metadata: dict[str, Any] = {
+        "dagster/row_count": len(rows),
+        "dagster/column_schema": _schema(),
+        "warehouse": warehouse.describe(),
+        "summary": MetadataValue.md(_summary(rows)),
+    }
+    if len(rows) == 1 and last is not None:
+        metadata |= _partition_metadata(*last)
+    yield MaterializeResult(metadata=metadata)
+    failed = [v for v in verdicts if v["verdict"] == "fail"]
+    focus = failed[-1] if failed else verdicts[-1]
+    focus_row = next(r for r in rows if f"{r['date']}|{r['line']}" == focus["partition"])
+    yield AssetCheckResult(
+        check_name=CHECK_NAME,
+        passed=not failed,
+        severity=AssetCheckSeverity.ERROR,
+        description="; ".join(f"{v['partition']}: {v['reason']}" for v in (failed or verdicts[-1:])),
+        metadata={
+            "partition": focus["partition"],
+            "judged_version": focus["judged_version"] or "",
+            **{
+                name: MetadataValue.float(focus_row[name])
+                for name in ("ai_window_quality", "best_craftsman_quality", "margin")
+                if focus_row[name] is not None  # not judged: no figure rather than NaN
+            },
+            "best_craftsman": focus_row["best_craftsman"] or "",
+            "window": f"{focus_row['window_start']}..{focus_row['date']}",
+            "craftsman_window": f"{focus_row['craftsman_window_start']}..{focus_row['date']}",
+            "failed_partitions": MetadataValue.json([v["partition"] for v in failed]),
+            "verdicts": MetadataValue.json(verdicts),
+        },
+    )
