@@ -70,6 +70,8 @@ def _pointer_cmd(prog: str, description: str, version_required: bool) -> Callabl
         except (ValueError, registry.ModelVerificationError, KeyError) as exc:
             print(f"{prog}: {exc}", file=sys.stderr)
             return 1
+        if pointer.get("replaced"):
+            print(f"{prog}: replaced an unreadable serving pointer: {pointer['replaced']}", file=sys.stderr)
         print(json.dumps(pointer, indent=2))
         return 0
 
