@@ -69,6 +69,11 @@ class _RequestIds:
 _ids = _RequestIds()
 
 
+def new_request_id() -> str:
+    """A fresh request id (for answers given before a request reaches the app, e.g. 431 or 408)."""
+    return _ids.next()
+
+
 def request_id(request: Request) -> str:
     """Per-request id (assigned once, reused by the decision log and every error body)."""
     state = request.scope.setdefault("state", {})
