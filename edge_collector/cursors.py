@@ -29,6 +29,9 @@ class CursorStore:
         self._lock = threading.Lock()
         self._persist_lock = threading.Lock()  # snapshot + replace in order: a newer image never loses
         self._cursors: dict[int, int] = {}
+        # channel -> cursor at which a sensor_seq_backwards gap was recorded: persisted with the cursors
+        # so a restart while the sensor is still behind does not record the same gap again
+        self._backwards: dict[int, int] = {}
         self.line: str | None = None
 
     def load(self, headers: Iterable[SpoolHeader] = ()) -> dict[int, int]:
@@ -38,6 +41,7 @@ class CursorStore:
             body = json.loads(self.path.read_text(encoding="utf-8"))
             self.line = body.get("line")
             cursors = {int(c): int(s) for c, s in body.get("cursors", {}).items()}
+            self._backwards = {int(c): int(s) for c, s in body.get("backwards", {}).items()}
         for header in headers:
             if self.line is None:
                 self.line = header.line
@@ -59,6 +63,16 @@ class CursorStore:
         with self._lock:
             return dict(self._cursors)
 
+    def backwards_recorded_at(self, channel_id: int) -> int | None:
+        """The cursor at which a backwards gap of ``channel_id`` is already recorded (durably), if any."""
+        with self._lock:
+            return self._backwards.get(channel_id)
+
+    def mark_backwards(self, recorded: Mapping[int, int]) -> None:
+        """Remember recorded backwards gaps (call after the gap record is in the spool, before persist)."""
+        with self._lock:
+            self._backwards.update(recorded)
+
     def advance(self, updates: Mapping[int, int]) -> None:
         """Move cursors forward in memory (never backwards); call only after the spool write."""
         with self._lock:
@@ -73,7 +87,12 @@ class CursorStore:
 
     def _persist(self) -> None:
         with self._lock:
-            body = {"line": self.line, "cursors": {str(c): s for c, s in sorted(self._cursors.items())}}
+            body: dict[str, object] = {
+                "line": self.line,
+                "cursors": {str(c): s for c, s in sorted(self._cursors.items())},
+            }
+            if self._backwards:
+                body["backwards"] = {str(c): s for c, s in sorted(self._backwards.items())}
         data = json.dumps(body, separators=(",", ":")).encode()
         tmp = self.state_dir / f".tmp-cursors-{uuid.uuid4().hex}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -70,6 +70,7 @@ class _Plan:
     updates: dict[int, int]
     caught_up: bool
     samples: int
+    backwards: dict[int, int] = field(default_factory=dict)  # channel -> cursor of a recorded gap
 
 
 class GroupPoller:
@@ -196,6 +197,7 @@ class GroupPoller:
         caught_up = True
         samples = 0
         initialised: list[int] = []
+        backwards: dict[int, int] = {}
         now_ns = time.time_ns()
         for r in reads:
             info = self.channels[r.channel_id]
@@ -215,10 +217,15 @@ class GroupPoller:
                     cur = first
             if r.next_seq < cur:
                 # Sensor head behind our cursor: record once per cursor position, read nothing.
-                if self._backwards_recorded.get(r.channel_id) != cur:
+                already = (
+                    self._backwards_recorded.get(r.channel_id),
+                    self.ctx.cursors.backwards_recorded_at(r.channel_id),
+                )
+                if cur not in already:
                     gap = await self._backwards(client, info, cur, r, now_ns)
                     if gap is not None:
                         gaps.append(gap)
+                        backwards[r.channel_id] = cur
                 continue
             if first > cur:
                 reason = self._gap_reason(r.gap)
@@ -252,7 +259,7 @@ class GroupPoller:
                 "channel cursors initialised at the oldest retained samples",
                 extra={"fields": {"event": "cursor_init", "group": self.name, "channels": initialised}},
             )
-        return _Plan(blocks, gaps, updates, caught_up, samples)
+        return _Plan(blocks, gaps, updates, caught_up, samples, backwards)
 
     async def _backwards(
         self, client: SensorClient, info: ChannelInfo, cur: int, r: ChannelRead, now_ns: int
@@ -330,6 +337,7 @@ class GroupPoller:
             self.ctx.metrics.batches_spooled.labels("batch").inc()
         if plan.gaps:
             self.ctx.metrics.batches_spooled.labels("gaps").inc()
+        self.ctx.cursors.mark_backwards(plan.backwards)  # the gap record is durable: never again
         self.ctx.cursors.advance(plan.updates)
         self.ctx.cursors.persist()
         return entries

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from factory_core.logs import configure_json_logging
 
@@ -46,9 +47,21 @@ def cmd_serve(argv: list[str]) -> int:
 
     from inference_server.main import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, workers=1, log_config=None,
-                access_log=False, timeout_graceful_shutdown=10)  # fmt: skip
+    uvicorn.run(create_app(settings), **uvicorn_options(settings), host=settings.host, port=settings.port)
+
     return 0
+
+
+def uvicorn_options(settings: Any) -> dict[str, Any]:
+    """How the server runs (the image, the tests, the benchmark): httptools + uvloop, one worker, and
+    the connection limits of ``settings`` in the protocol itself (inference_server/core/limits.py)."""
+    from inference_server.core.limits import guarded_protocol
+    from inference_server.core.settings import connection_limits
+
+    limits = connection_limits(settings)
+    return {"http": guarded_protocol(limits), "loop": "uvloop", "workers": 1, "log_config": None,
+            "access_log": False, "timeout_graceful_shutdown": 10,
+            "timeout_keep_alive": limits.idle_timeout_s}  # fmt: skip
 
 
 def _pointer_cmd(prog: str, description: str, version_required: bool) -> Callable[[list[str]], int]:
@@ -70,6 +83,8 @@ def _pointer_cmd(prog: str, description: str, version_required: bool) -> Callabl
         except (ValueError, registry.ModelVerificationError, KeyError) as exc:
             print(f"{prog}: {exc}", file=sys.stderr)
             return 1
+        if pointer.get("replaced"):
+            print(f"{prog}: replaced an unreadable serving pointer: {pointer['replaced']}", file=sys.stderr)
         print(json.dumps(pointer, indent=2))
         return 0
 

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from factory_core.store import ObjectStore, open_store
+from inference_server.api.docs import install_docs
 from inference_server.api.errors import (
     install_handlers,
 )
@@ -105,6 +106,8 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
         version="1.0.0",
         summary="Recommends machine settings per lot; the operator decides whenever it cannot.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by install_docs (no CDN)
+        redoc_url=None,
         # our own Prometheus metrics cover the API; FastAPI's OpenTelemetry hooks cost ~40 us a request
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
@@ -112,4 +115,5 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_handlers(app, settings.max_body_bytes)
     install_routes(app, settings, metrics)
+    install_docs(app)
     return app

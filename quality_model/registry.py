@@ -10,8 +10,10 @@ served after checksum + schema + smoke predictions pass.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import math
 import os
 import tempfile
@@ -34,11 +36,19 @@ META_FILE = "metadata.json"
 MODEL_FILES = (QUALITY_FILE, FAULT_FILE)
 FORMAT = "factory-quality-model"
 SMOKE_TOLERANCE = 1e-4
+log = logging.getLogger(__name__)
 POINTER_HISTORY = 20
 
 
 class ModelVerificationError(Exception):
     """The artefact is incomplete, tampered with, of another schema, or predicts differently."""
+
+
+class PointerError(ValueError):
+    """The serving pointer exists but cannot be used; the message names its key and what is wrong.
+
+    Why its own type: a corrupt pointer must never block the repairs (``promote`` overwrites it,
+    ``rollback --version`` too), and an operator needs the key and the reason, not a decode error."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,12 @@ class LoadedModel:
     metadata_sha256: str
     recommender: Recommender
     metadata: dict[str, Any]
+
+    @functools.cached_property
+    def lines(self) -> frozenset[str]:
+        """The production lines the model was trained for (metadata ``lines``): the only ones it serves."""
+        lines = self.metadata.get("lines")
+        return frozenset(v for v in lines if isinstance(v, str)) if isinstance(lines, list) else frozenset()
 
 
 @dataclass(frozen=True)
@@ -242,19 +258,37 @@ def fetch_version(store: ObjectStore, version: str) -> dict[str, bytes]:
 
 
 def read_pointer(store: ObjectStore) -> dict[str, Any] | None:
-    """The serving pointer, or None when nothing was ever promoted."""
+    """The serving pointer, or None when nothing was ever promoted; PointerError when unusable."""
     try:
         raw = store.get(POINTER_KEY)
     except ObjectNotFoundError:
         return None
-    pointer = json.loads(raw)
-    check_version(pointer["version"])
+    try:
+        pointer = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PointerError(f"{POINTER_KEY}: not valid JSON ({exc})") from None
+    if not isinstance(pointer, dict):
+        raise PointerError(f"{POINTER_KEY}: not a JSON object (found {type(pointer).__name__})")
+    version = pointer.get("version")
+    if not isinstance(version, str) or not is_version(version):
+        raise PointerError(f"{POINTER_KEY}: 'version' is {version!r}, not a version like v00003-0123456789ab")
+    history = pointer.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(v, str) and is_version(v) for v in history):
+        raise PointerError(f"{POINTER_KEY}: 'history' is not a list of versions")
     return pointer
 
 
 def set_pointer(store: ObjectStore, model: LoadedModel, reason: str) -> dict[str, Any]:
-    """Point serving at a verified model; the previous targets are kept for rollback."""
-    current = read_pointer(store)
+    """Point serving at a verified model; the previous targets are kept for rollback.
+
+    An unreadable pointer never blocks this (it is how the operator repairs it): it is replaced, with
+    an empty history, and ``replaced`` in the result says what was wrong with it."""
+    replaced: str | None = None
+    try:
+        current = read_pointer(store)
+    except PointerError as exc:
+        current, replaced = None, str(exc)
+        log.warning("replacing an unreadable serving pointer: %s", exc)
     history: list[str] = []
     if current is not None:
         history = [current["version"], *current.get("history", [])]
@@ -268,18 +302,23 @@ def set_pointer(store: ObjectStore, model: LoadedModel, reason: str) -> dict[str
         "history": history,
     }
     store.put(POINTER_KEY, json.dumps(pointer, sort_keys=True).encode())
-    return pointer
+    return {**pointer, "replaced": replaced} if replaced else pointer
 
 
 def promote(store: ObjectStore, version: str, reason: str = "manual promote") -> dict[str, Any]:
-    """Verify ``version`` from the store, then make it the serving target."""
+    """Verify ``version`` from the store, then make it the serving target (whatever the pointer holds)."""
     return set_pointer(store, verify(fetch_version(store, version)), reason)
 
 
 def rollback(store: ObjectStore, version: str | None = None) -> dict[str, Any]:
     """Serve ``version`` (default: the previous serving target) after verifying it."""
     if version is None:
-        current = read_pointer(store)
+        try:
+            current = read_pointer(store)
+        except PointerError as exc:
+            raise PointerError(
+                f"{exc}; no previous version can be read from it: name one with --version"
+            ) from None
         history = (current or {}).get("history", [])
         if not history:
             raise ValueError("rollback: the serving pointer has no previous version to roll back to")
@@ -316,9 +355,14 @@ def publish(
         else {"quality_rmse": math.nan}
     )
     metrics: dict[str, Any] = {"candidate": new_err}
-    pointer = read_pointer(store)
     if not promote_if_not_worse:
         return PublishResult(loaded.version, loaded.version_number, False, "published only", metrics)
+    try:
+        pointer = read_pointer(store)
+    except PointerError as exc:  # nothing verifiable is serving: a verified model is the repair
+        reason = f"promoted: {exc}"
+        set_pointer(store, loaded, reason)
+        return PublishResult(loaded.version, loaded.version_number, True, reason, metrics)
     if pointer is None:
         set_pointer(store, loaded, "first model")
         return PublishResult(loaded.version, loaded.version_number, True, "first model", metrics)

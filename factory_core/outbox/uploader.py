@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from factory_core.outbox.spool import Spool, SpoolCorruptError, SpoolEntry, SpoolHeader, read_header
+from factory_core.outbox.threads import DaemonThreadPool
 from factory_core.store import ObjectStore
 
 log = logging.getLogger("factory_core.outbox.uploader")
@@ -63,6 +64,8 @@ class Uploader:
         # Called (in a worker thread) with the header of a quarantined file when its header is still
         # readable, so the loss of its ranges can be recorded; a spool entry it returns is released.
         self.on_corrupt = on_corrupt
+        # PUTs run on their own daemon threads, never in the default executor (see threads.py).
+        self._put_pool = DaemonThreadPool(concurrency, "upload")
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._queue: list[tuple[int, SpoolEntry]] = []  # min-heap by seqno: oldest first, O(log n)
@@ -102,7 +105,7 @@ class Uploader:
             tasks = list(self._inflight.values())
             for task in tasks:
                 task.cancel()
-            for task in tasks:
+            for task in tasks:  # a cancelled PUT returns at once; its thread finishes or hangs alone
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self.refresh_metrics()
@@ -148,7 +151,8 @@ class Uploader:
             attempt += 1
             started = time.monotonic()
             try:
-                await asyncio.to_thread(self.store.put, header.key, payload)
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self._put_pool, self.store.put, header.key, payload)
                 break
             except Exception as exc:  # StoreError, botocore/network errors: all retried forever
                 self.observer.upload_failed(header, exc)

@@ -40,12 +40,12 @@ def bearer_token(request: Request) -> str | None:
 def check_key(token: str | None, keys: tuple[str, ...], what: str) -> None:
     """Raise 401 unless ``token`` equals one of ``keys`` (compared in constant time, all of them)."""
     if token is None:
-        raise ApiError(401, "unauthorized", f"missing bearer token ({what} key)", _CHALLENGE)
+        raise ApiError(401, "unauthorized", f"Authorization: missing 'Bearer <{what} key>'", _CHALLENGE)
     ok = False
     for key in keys:
         ok |= hmac.compare_digest(token.encode(), key.encode())
     if not ok:
-        raise ApiError(401, "unauthorized", f"invalid {what} key", _CHALLENGE)
+        raise ApiError(401, "unauthorized", f"Authorization: not a valid {what} key", _CHALLENGE)
 
 
 async def require_api_key(request: Request, _: Annotated[_Declared, Depends(api_bearer)] = None) -> None:

@@ -15,9 +15,10 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic_core import to_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,11 @@ class _RequestIds:
 _ids = _RequestIds()
 
 
+def new_request_id() -> str:
+    """A fresh request id (for answers given before a request reaches the app, e.g. 431 or 408)."""
+    return _ids.next()
+
+
 def request_id(request: Request) -> str:
     """Per-request id (assigned once, reused by the decision log and every error body)."""
     state = request.scope.setdefault("state", {})
@@ -99,8 +105,28 @@ class FastJSONResponse(JSONResponse):
 def error_response(
     request: Request, status: int, error: str, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = {"error": error, "fallback": "operator", "detail": detail, "request_id": request_id(request)}
-    return FastJSONResponse(body, status_code=status, headers=headers)
+    """The contract's error body, with the request id in the body and in ``X-Request-ID``."""
+    rid = request_id(request)
+    body = {"error": error, "fallback": "operator", "detail": detail, "request_id": rid}
+    return FastJSONResponse(body, status_code=status, headers={**(headers or {}), "X-Request-ID": rid})
+
+
+def validation_response(request: Request, errors: list[dict[str, str]]) -> JSONResponse:
+    """422 ``validation_error``: one {field, rule, message} per problem, the request id in body and header."""
+    rid = request_id(request)
+    body = {"error": "validation_error", "fallback": "operator", "errors": errors, "request_id": rid}
+    return FastJSONResponse(body, status_code=422, headers={"X-Request-ID": rid})
+
+
+def _undecodable(exc: BaseException | None) -> str | None:
+    """Why FastAPI's generic parser could not read a JSON body (its 400 names neither field nor rule)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"body is not valid JSON: not UTF-8 at byte {exc.start} ({exc.reason})"
+    if isinstance(exc, RecursionError):
+        return "body is not valid JSON: nested too deeply"
+    if isinstance(exc, ValueError):
+        return f"body is not valid JSON ({exc})"
+    return None
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -173,14 +199,29 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+def client_gone(request: Request) -> Response:
+    """The client left before its request was read: one INFO line with the request id, no traceback.
+
+    The response is never delivered (uvicorn drops writes to a closed connection)."""
+    log.info(
+        "client disconnected before the request was read",
+        extra={"fields": {"event": "client_disconnect", "request_id": request_id(request),
+                          "path": request.url.path}},
+    )  # fmt: skip
+    return Response(status_code=499)
+
+
 def install_handlers(app: FastAPI, max_body_bytes: int) -> None:
     """Register every error handler of the app (and nowhere else), plus the declared-size guard."""
     app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        body = {"error": "validation_error", "fallback": "operator", "errors": validation_errors(exc)}
-        return JSONResponse(body, status_code=422, headers={"X-Request-ID": request_id(request)})
+        return validation_response(request, validation_errors(exc))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _disconnect(request: Request, exc: ClientDisconnect) -> Response:
+        return client_gone(request)
 
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
@@ -188,6 +229,12 @@ def install_handlers(app: FastAPI, max_body_bytes: int) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        cause = exc.__cause__
+        if isinstance(cause, ClientDisconnect):  # FastAPI's body parser wraps it in a 400
+            return client_gone(request)
+        why = _undecodable(cause) if exc.status_code == 400 else None
+        if why is not None:
+            return validation_response(request, [{"field": "body", "rule": "json_invalid", "message": why}])
         error = _HTTP_ERRORS.get(exc.status_code, "http_error")
         return error_response(request, exc.status_code, error, str(exc.detail), getattr(exc, "headers", None))
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,7 +26,9 @@ from inference_server.api.errors import (
     FastJSONResponse,
     error_response,
     request_id,
+    validation_response,
 )
+from inference_server.api.guards import AuthFirstRoute, require_json_body
 from inference_server.api.schemas import (
     AdminResult,
     ErrorBody,
@@ -41,7 +43,7 @@ from inference_server.core.settings import Settings
 from inference_server.serving.decision_log import DecisionLog
 from inference_server.serving.models import ModelManager
 from quality_model.features import LOT_FEATURES
-from quality_model.registry import ModelVerificationError
+from quality_model.registry import LoadedModel, ModelVerificationError
 from quality_model.search.recommender import NoFeasibleSetting
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,9 @@ class OnePassJSONRoute(APIRoute):
 
         async def handler(request: Request) -> Response:
             await require_api_key(request)
-            if request.headers.get("content-type") == "application/json":
+            if request.headers.get("content-type") != "application/json":
+                require_json_body(request)  # 415 for a body not declared as JSON
+            else:
                 raw = await request.body()  # a streamed body over the limit raises 413 here (BodyLimit)
                 try:
                     body = validate_json(raw)
@@ -105,6 +109,13 @@ class OnePassJSONRoute(APIRoute):
             return await generic(request)
 
         return handler
+
+
+def line_not_served(request: Request, line_id: str, model: LoadedModel) -> Response:
+    """422 for a line the serving model was not trained for (another line's model is never used)."""
+    served = ", ".join(sorted(model.lines)) or "none"
+    message = f"line {line_id!r} is not served by model {model.version}; lines served: {served}"
+    return validation_response(request, [{"field": "line_id", "rule": "line_not_served", "message": message}])
 
 
 def install_routes(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
@@ -119,6 +130,8 @@ def install_routes(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
         started = time.perf_counter()
         rid = request_id(request)
         model = state.manager.current  # read once: a swap cannot change it under us
+        if model is not None and body.line_id not in model.lines:
+            return line_not_served(request, body.line_id, model)  # no decision: no prefix for it
         lot = lot_values(body.lot)
         record: dict[str, Any] = {
             "ts": time.time(),  # formatted (ISO 8601 UTC) and serialized by DecisionLog.append
@@ -190,6 +203,7 @@ def install_routes(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
         responses={
             401: {"model": ErrorBody, "description": "missing or wrong API key"},
             413: {"model": ErrorBody, "description": "body too large"},
+            415: {"model": ErrorBody, "description": "body not declared as application/json"},
             422: {"model": ValidationErrorBody, "description": "invalid request (field + rule named)"},
             503: {"model": FallbackError, "description": "no recommendation: the operator decides"},
         },
@@ -219,8 +233,9 @@ def install_routes(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/admin/reload", response_model=AdminResult, dependencies=[Depends(require_admin_key)],
-              responses={401: {"model": ErrorBody}})  # fmt: skip
+    admin = APIRouter(route_class=AuthFirstRoute, dependencies=[Depends(require_admin_key)])
+
+    @admin.post("/admin/reload", response_model=AdminResult, responses={401: {"model": ErrorBody}})
     async def reload(request: Request) -> AdminResult:
         """Poll the serving pointer now (instead of waiting for the interval)."""
         manager: ModelManager = request.app.state.manager
@@ -228,13 +243,14 @@ def install_routes(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
         current = manager.current
         return AdminResult(status="ok", model_version=current.version if current else None, detail=detail)
 
-    @app.post("/admin/promote", response_model=AdminResult, dependencies=[Depends(require_admin_key)],
-              responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 503: {"model": ErrorBody}})  # fmt: skip
+    @admin.post("/admin/promote", response_model=AdminResult,
+                responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody},
+                           415: {"model": ErrorBody}, 422: {"model": ValidationErrorBody}, 503: {"model": ErrorBody}})  # fmt: skip
     async def promote(body: PromoteRequest, request: Request) -> AdminResult:
         """Verify a published version, point serving at it, and swap to it."""
         manager: ModelManager = request.app.state.manager
         try:
-            await asyncio.to_thread(manager.promote, body.version)
+            pointer = await asyncio.to_thread(manager.promote, body.version)
         except ObjectNotFoundError:
             raise ApiError(404, "not_found", f"version {body.version} is not in the registry") from None
         except ModelVerificationError as exc:
@@ -242,6 +258,9 @@ def install_routes(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
         except StoreError as exc:
             raise ApiError(503, "store_unavailable", str(exc)) from None
         current = manager.current
-        return AdminResult(
-            status="ok", model_version=current.version if current else None, detail=f"promoted {body.version}"
-        )
+        detail = f"promoted {body.version}"
+        if pointer.get("replaced"):
+            detail += f"; replaced an unreadable serving pointer: {pointer['replaced']}"
+        return AdminResult(status="ok", model_version=current.version if current else None, detail=detail)
+
+    app.include_router(admin)

@@ -75,6 +75,7 @@ class ValidationErrorBody(BaseModel):
     error: Literal["validation_error"] = "validation_error"
     fallback: Literal["operator"] = "operator"
     errors: list[FieldError]
+    request_id: str
 
 
 class ErrorBody(BaseModel):

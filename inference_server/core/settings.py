@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from inference_server.core.limits import ConnectionLimits
+
 ENV_PREFIX = "INFERENCE_"
 SECRET_FIELDS = ("api_keys", "admin_keys")
 
@@ -40,6 +42,14 @@ class Settings(BaseModel):
     poll_interval_s: float = Field(30.0, gt=0, le=86_400)
     deadline_s: float = Field(1.0, gt=0, le=60)
     max_body_bytes: int = Field(4096, ge=256, le=1_048_576)
+    # connection limits (inference_server/core/limits.py): enforced by the server process itself
+    max_header_bytes: int = Field(16_384, ge=1024, le=1_048_576)  # request line + headers
+    max_headers: int = Field(64, ge=8, le=1000)
+    max_url_bytes: int = Field(2048, ge=64, le=65_536)
+    idle_timeout_s: float = Field(5.0, gt=0, le=3600)  # no request in progress (keep-alive, new socket)
+    header_timeout_s: float = Field(5.0, gt=0, le=300)  # first byte of a request -> end of its headers
+    body_timeout_s: float = Field(5.0, gt=0, le=300)  # end of headers -> end of body
+    max_connections: int = Field(512, ge=2, le=100_000)
     decision_batch_records: int = Field(512, ge=1, le=100_000)
     decision_flush_interval_s: float = Field(1.0, gt=0, le=10)  # one object per line per second at most
     segment_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
@@ -64,6 +74,11 @@ class Settings(BaseModel):
         if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return level.upper()
+
+
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """The protocol-level limits of ``settings`` (``inference-server serve`` hands them to uvicorn)."""
+    return ConnectionLimits(**{f: getattr(settings, f) for f in ConnectionLimits.__dataclass_fields__})
 
 
 def _split_keys(value: str) -> list[str]:

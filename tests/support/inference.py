@@ -7,6 +7,7 @@ conftest is shared with other teams; nothing here is used by the production serv
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import socket
 import threading
@@ -29,6 +30,11 @@ def trained(days: float = 7.0, start_day: float = 0.0, seed: int = 42) -> Any:
     from quality_model import training as trainer
 
     return trainer.train(productions_frame(days, seed=seed, start_day=start_day), seed=seed)
+
+
+def serving_lines(model: Any, *lines: str) -> Any:
+    """The same boosters declared as trained for ``lines`` (the server refuses any other line)."""
+    return dataclasses.replace(model, metadata={**model.metadata, "lines": sorted(lines)})
 
 
 def bound_socket() -> socket.socket:
