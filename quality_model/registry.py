@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -327,10 +328,18 @@ def rollback(store: ObjectStore, version: str | None = None) -> dict[str, Any]:
 
 
 def publish(
-    store: ObjectStore, model: Any, promote_if_not_worse: bool = True, tolerance: float = 0.02
+    store: ObjectStore,
+    model: Any,
+    promote_if_not_worse: bool = True,
+    tolerance: float = 0.02,
+    judge: Callable[[LoadedModel], Any] | None = None,
 ) -> PublishResult:
-    """Upload a TrainedModel as the next version; promote it if its held-out quality RMSE is not worse
-    than the serving model's on the SAME rows (by more than ``tolerance``, relative).
+    """Upload a TrainedModel as the next version and decide whether it serves.
+
+    With ``judge`` (the platform's gate, quality_model.retraining.judge bound to the training history):
+    promoted when the judge's verdict on the decisions of the candidate vs the serving model says so.
+    Without it (no history at hand, e.g. a model trained elsewhere): promoted if its held-out quality RMSE
+    is not worse than the serving model's on the SAME rows (by more than ``tolerance``, relative).
 
     Idempotent: re-publishing identical boosters reuses the existing version (same content digest).
     """
@@ -374,6 +383,12 @@ def publish(
         reason = f"promoted: serving model {pointer['version']} is unusable ({exc})"
         set_pointer(store, loaded, reason)
         return PublishResult(loaded.version, loaded.version_number, True, reason, metrics)
+    if judge is not None:
+        verdict = judge(serving)
+        metrics["gate"] = verdict.judged
+        if verdict.promoted:
+            set_pointer(store, loaded, verdict.reason)
+        return PublishResult(loaded.version, loaded.version_number, verdict.promoted, verdict.reason, metrics)
     old_err = (
         quality_errors(serving.recommender, model.holdout)
         if len(model.holdout)

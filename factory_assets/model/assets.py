@@ -1,11 +1,12 @@
 """`quality_model`: the quarterly XGBoost quality/fault model, trained, evaluated, published, registered.
 
-Why the asset only glues: what a model is (features, training, held-out replay) lives in
-quality_model.training and how it is stored and promoted in inference_server.registry, next to the code
-that serves it. This asset picks the quarter's complete line-days (daily aggregates), reads their
-production tables (Parquet via polars from the object store resource), trains, evaluates on the held-out
-tail, publishes with "promote only if not worse than serving on the same held-out rows", and registers the
-decision in the warehouse. A rejected version stays in models/versions/ and in model_versions, with why.
+Why the asset only glues: what a model is lives in quality_model.training, which history it learns from
+and the gate that decides whether it serves in quality_model.retraining (the same code the backtest
+runs), and how it is stored and promoted in quality_model.registry. This asset picks every complete
+line-day of history up to the quarter's end (daily aggregates + the production table's own verdict),
+reads their production tables (Parquet via polars from the object store resource), trains on all of it,
+evaluates the recipe on the gate's held-out tail, publishes with the judged-decisions gate, and registers
+the decision in the warehouse. A rejected version stays in models/versions/ and in model_versions, with why.
 """
 
 import datetime as dt
@@ -33,7 +34,6 @@ from factory_assets.model.data import (
     best_baseline,
     holdout_baselines,
     load_training_set,
-    restore_quality,
     shuffle_quality,
     window_baselines,
     window_bounds,
@@ -45,8 +45,9 @@ from factory_assets.raw.partitions import line_day_key
 from factory_assets.resources.object_store import ObjectStoreResource
 from factory_assets.resources.warehouse import WarehouseResource
 from factory_core.layout import POINTER_KEY, VERSIONS_PREFIX
+from quality_model import retraining
 from quality_model.registry import PublishResult, publish, read_pointer
-from quality_model.training import TrainedModel, TrainingDataError, evaluate, train
+from quality_model.training import TrainedModel, TrainingDataError, evaluate, to_pandas, train
 
 QUALITY_MODEL_KEY = AssetKey(["model", "quality_model"])
 # A quarter depends on every (line, day) of its days: the date dimension mapped by time window.
@@ -55,15 +56,16 @@ QUARTER_TO_LINE_DAYS = MultiToSingleDimensionPartitionMapping(partition_dimensio
 
 class QualityModelConfig(Config):
     window_days: int | None = Field(
-        default=None, description="Train on the trailing N days of the quarter (default: the whole quarter)"
+        default=None,
+        description="Train on the trailing N days before the quarter's end (default: all history so far)",
     )
-    holdout_fraction: float = Field(default=0.2, description="Latest fraction of productions held out")
     quality_rounds: int = Field(default=150, description="Boosting rounds of the quality regressor")
     fault_rounds: int = Field(default=150, description="Boosting rounds of the fault classifier")
     seed: int = Field(default=0, description="Training seed (same data + seed = same version)")
     promote_if_not_worse: bool = Field(default=True, description="False: publish without promoting")
     promotion_tolerance: float = Field(
-        default=0.02, description="Relative held-out RMSE margin within which a candidate counts as not worse"
+        default=0.02,
+        description="Only for a history too short to judge decisions: relative held-out RMSE margin",
     )
     shuffle_quality_drill: bool = Field(
         default=False,
@@ -75,11 +77,12 @@ class QualityModelConfig(Config):
 @asset(
     key=QUALITY_MODEL_KEY,
     description=(
-        "Quarterly forward models of QA quality and fault risk (XGBoost, UBJ) trained on the quarter's "
-        "complete line-days of the production table, evaluated by held-out replay (recommendation vs the "
-        "operator's setting), published to models/versions/{version}/ and promoted to models/serving.json "
-        "only if not worse than the serving model on the same held-out rows. Registered in the warehouse "
-        "table model_versions (promoted or rejected, with the reason)."
+        "Quarterly model (XGBoost forward models of QA quality and fault risk, UBJ, and the best "
+        "producers' prior) trained on every complete line-day of history up to the quarter's end, "
+        "evaluated on the gate's held-out last weeks, published to models/versions/{version}/ and promoted "
+        "to models/serving.json only if a judge fitted on those weeks rates its decisions not worse than "
+        "the serving model's. Registered in the warehouse table model_versions (promoted or rejected, "
+        "with the reason)."
     ),
     partitions_def=QUARTERLY_PARTITIONS,
     deps=[
@@ -99,7 +102,8 @@ def quality_model(
 ) -> MaterializeResult:
     quarter = context.partition_key
     tw = context.partition_time_window
-    start, end = window_bounds(tw.start.date(), tw.end.date(), config.window_days)
+    history_start = QUARTERLY_PARTITIONS.start.date()
+    start, end = window_bounds(history_start, tw.end.date(), config.window_days)
     store = object_store.get_store()
     training = load_training_set(
         store,
@@ -117,19 +121,20 @@ def quality_model(
         )
     context.log.info(f"{quarter}: training on {training.frame.height} productions of {len(used)} line-days")
     frame = shuffle_quality(training.frame, config.seed) if config.shuffle_quality_drill else training.frame
+    rounds = {"quality_rounds": config.quality_rounds, "fault_rounds": config.fault_rounds}
     try:
-        model = train(
-            frame,
-            holdout_fraction=config.holdout_fraction,
-            quality_rounds=config.quality_rounds,
-            fault_rounds=config.fault_rounds,
-            seed=config.seed,
-        )
-        if config.shuffle_quality_drill:
-            model.holdout = restore_quality(model.holdout, training.frame)
+        rows = retraining.training_window(to_pandas(frame), None)
+        truth = retraining.training_window(to_pandas(training.frame), None)
+        model = train(rows, holdout_fraction=0.0, seed=config.seed, **rounds)
+        # the recipe trained before the gate's tail, judged and evaluated on it (the true QA)
+        gated = retraining.gate_candidate(rows, config.seed, **rounds)
+        evaluated = gated if gated is not None else model
+        if gated is not None:
+            evaluated.holdout = retraining.tail_split(truth)[1]
         started = time.perf_counter()
-        evaluation = evaluate(model)
+        evaluation = evaluate(evaluated, evaluated.holdout if len(evaluated.holdout) else truth.tail(500))
         eval_seconds = time.perf_counter() - started
+        model.metadata["metrics"] = evaluated.metadata.get("metrics", {})
     except TrainingDataError as exc:
         raise Failure(
             description=f"quarter {quarter}: {exc}",
@@ -149,11 +154,19 @@ def quality_model(
             "lines": lines,
             "shuffle_quality_drill": config.shuffle_quality_drill,
             "best_craftsman": best,
+            "versus_craftsmen": retraining.versus_craftsmen(gated, truth, config.seed, **rounds),
         }
     )
     before = read_pointer(store)
+    model.holdout = evaluated.holdout
     result = publish(
-        store, model, promote_if_not_worse=config.promote_if_not_worse, tolerance=config.promotion_tolerance
+        store,
+        model,
+        promote_if_not_worse=config.promote_if_not_worse,
+        tolerance=config.promotion_tolerance,
+        judge=(lambda serving: retraining.judge(gated, serving, truth, config.seed, **rounds))
+        if gated is not None
+        else None,
     )
     after = read_pointer(store)
     (context.log.info if result.promoted else context.log.warning)(f"{result.version}: {result.reason}")

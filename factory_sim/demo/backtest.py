@@ -208,6 +208,7 @@ class Backtest:
         )
         gate: dict[str, Any] | None = None
         candidate: LoadedModel | None = None
+        check_verdict: bool | None = None
         for q in range(self.quarters):
             t0, t1 = _ns(bounds[q]), _ns(bounds[q + 1])
             before = Counter(schedule.fallbacks)
@@ -225,6 +226,13 @@ class Backtest:
                     better >= -GATE_TOLERANCE if gate["promoted"] else better <= GATE_TOLERANCE
                 )
                 entry["gate"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in gate.items()}
+                # model_beats_best_craftsman as recorded for the serving model at training, against the truth
+                truth = entry["quality"]["line"] >= entry["quality"]["best_craftsman"]
+                entry["check"] = {
+                    "model_beats_best_craftsman": check_verdict,
+                    "truth": truth,
+                    "agrees": check_verdict is None or check_verdict == truth,
+                }
             out_quarters.append(entry)
             bar.update(1)
             if q == self.quarters - 1:
@@ -235,6 +243,8 @@ class Backtest:
                 frame, serving, as_of=bounds[q + 1], seed=self.seed, version_number=q + 1
             )
             candidate = result.candidate
+            if result.promoted or serving is None:
+                check_verdict = result.versus_craftsmen.get("passed")
             gate = {"promoted": result.promoted, "reason": result.reason, "_serving": serving,
                     "train_seconds": round(result.train_seconds, 2)}  # fmt: skip
             if result.promoted:
