@@ -36,6 +36,9 @@ FALLBACK_REASONS: tuple[str, ...] = (
     "unauthorized",  # 401/403: missing or wrong API key
     "rejected",  # other 4xx, e.g. 422 validation_error
     "model_unavailable",  # 503 {"error": "model_unavailable"}
+    "out_of_support",  # 503: the model refused, the lot lies outside the history it learned from
+    "low_predicted_quality",  # 503: the model refused, the best setting it found is expected to be poor
+    "no_feasible_setting",  # 503: the model refused, no setting passed its fault-risk and support checks
     "server_deadline_exceeded",  # 503 {"error": "deadline_exceeded"}
     "server_error",  # any other 5xx (or a 503 without the contract's body)
     "unexpected_status",  # 1xx/3xx/other 2xx
@@ -134,8 +137,8 @@ def parse_response(status: int, content: bytes, line: str) -> Recommendation:
         raise EndpointFailure("rejected", f"HTTP {status}: {detail}")
     if status == 503:
         error = _json_field(content, "error")
-        if error == "model_unavailable":
-            raise EndpointFailure("model_unavailable", detail)
+        if error in ("model_unavailable", "out_of_support", "low_predicted_quality", "no_feasible_setting"):
+            raise EndpointFailure(error, detail)
         if error == "deadline_exceeded":
             raise EndpointFailure("server_deadline_exceeded", detail)
     if status >= 500:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import operator
 import time
 from collections.abc import Callable, Coroutine
@@ -118,6 +119,11 @@ def line_not_served(request: Request, line_id: str, model: LoadedModel) -> Respo
     return validation_response(request, [{"field": "line_id", "rule": "line_not_served", "message": message}])
 
 
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: an unknown figure is null."""
+    return round(value, 4) if math.isfinite(value) else None
+
+
 def install_routes(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     """Add every route to ``app``; the lifespan puts the model manager and decision log on app.state."""
     # label lookups take a lock and hash the labels: resolve the children once
@@ -170,16 +176,19 @@ def install_routes(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
                 "deadline_exceeded",
                 f"no recommendation within the {settings.deadline_s * 1e3:.0f} ms deadline",
             )
-        except NoFeasibleSetting as exc:
-            return fallback("model_unavailable", str(exc))
+        except NoFeasibleSetting as exc:  # the model's own refusal, with its reason
+            return fallback(exc.reason, str(exc))
         elapsed = time.perf_counter() - started
         if elapsed > settings.deadline_s:
             return fallback("deadline_exceeded", f"recommendation took {elapsed * 1e3:.1f} ms > deadline")
         latency_ms = elapsed * 1e3
         stats.observe(elapsed)
         stats.count("ok")
+        support = {"lot_distance": _finite(rec.lot_distance), "leverage": _finite(rec.leverage)}
+        uncertainty = _finite(rec.quality_uncertainty)
         record.update(status=200, outcome="ok", parameters=rec.parameters,
                       predicted_quality=rec.predicted_quality, predicted_fault_risk=rec.predicted_fault_risk,
+                      predicted_quality_uncertainty=uncertainty, support=support,
                       latency_ms=latency_ms)  # fmt: skip
         decisions.append(record)
         out = {
@@ -190,6 +199,8 @@ def install_routes(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
             "parameters": rec.parameters,
             "predicted_quality": rec.predicted_quality,
             "predicted_fault_risk": rec.predicted_fault_risk,
+            "predicted_quality_uncertainty": uncertainty,
+            "support": support,
             "latency_ms": latency_ms,
         }
         return FastJSONResponse(out, headers={"X-Request-ID": rid})

@@ -45,6 +45,14 @@ class MachineParameters(BaseModel):
     pressure: float
 
 
+class Support(BaseModel):
+    """How far the lot lies from the history the model learned from (1.0 = history's own 99th / 99.9th
+    percentile; the model refuses as out_of_support beyond its leverage limit)."""
+
+    lot_distance: float | None
+    leverage: float | None
+
+
 class RecommendationResponse(BaseModel):
     request_id: str
     line_id: str
@@ -53,13 +61,27 @@ class RecommendationResponse(BaseModel):
     parameters: MachineParameters
     predicted_quality: float
     predicted_fault_risk: float
+    predicted_quality_uncertainty: float | None = Field(
+        description="RMS error of the quality model on the past productions nearest to this lot and setting "
+        "(quality points; null when none is known)"
+    )
+    support: Support
     latency_ms: float
 
 
 class FallbackError(BaseModel):
-    """503: no recommendation; the operator sets the machine."""
+    """503: no recommendation; the operator sets the machine. ``error`` says why: the model refused
+    (``out_of_support``: the lot lies outside the history it learned from; ``low_predicted_quality``: the
+    best setting it found is expected to be poor; ``no_feasible_setting``: no setting passed its fault-risk
+    and support checks), no model is loaded, or the deadline passed."""
 
-    error: Literal["model_unavailable", "deadline_exceeded"]
+    error: Literal[
+        "model_unavailable",
+        "deadline_exceeded",
+        "out_of_support",
+        "low_predicted_quality",
+        "no_feasible_setting",
+    ]
     fallback: Literal["operator"] = "operator"
     detail: str
     request_id: str

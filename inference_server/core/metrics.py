@@ -14,7 +14,9 @@ LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075,
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
-OUTCOMES = ("ok", "model_unavailable", "deadline_exceeded")
+OUTCOMES = (
+    "ok", "model_unavailable", "deadline_exceeded", "out_of_support", "low_predicted_quality", "no_feasible_setting",
+)  # fmt: skip
 
 
 class RequestStats(Collector):

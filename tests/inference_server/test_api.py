@@ -114,7 +114,11 @@ def test_recommendation_contract(served: Any) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {"request_id", "line_id", "model_version", "model_version_number", "parameters",
-                         "predicted_quality", "predicted_fault_risk", "latency_ms"}  # fmt: skip
+                         "predicted_quality", "predicted_fault_risk", "predicted_quality_uncertainty",
+                         "support", "latency_ms"}  # fmt: skip
+    # what the model knows of the lot: how far from its history, how sure of the predicted quality
+    assert set(body["support"]) == {"lot_distance", "leverage"}
+    assert 0 <= body["support"]["leverage"] < 25 and body["predicted_quality_uncertainty"] > 0
     assert body["line_id"] == "L1" and body["model_version_number"] == 1
     assert set(body["parameters"]) == {"temperature", "feed_rate", "pressure"}
     assert r.headers["x-request-id"] == body["request_id"]
@@ -404,7 +408,9 @@ def test_decision_record_fields(tmp_path: Path, files_v1: dict[str, bytes]) -> N
     common = {"ts", "request_id", "line_id", "lot_id", "lot", "model_version", "model_version_number",
               "status", "outcome", "latency_ms"}  # fmt: skip
     good = records[ok["request_id"]]
-    assert set(good) == common | {"parameters", "predicted_quality", "predicted_fault_risk"}
+    assert set(good) == common | {"parameters", "predicted_quality", "predicted_fault_risk",
+                                  "predicted_quality_uncertainty", "support"}  # fmt: skip
+    assert set(good["support"]) == {"lot_distance", "leverage"} and good["support"] == ok["support"]
     assert good["status"] == 200 and good["outcome"] == "ok" and good["lot_id"] == "L1-9"
     assert good["lot"] == {"moisture": 6.0, "hardness": 65.0, "density": 1.3, "impurity": 0.6}
     assert good["parameters"] == ok["parameters"] and good["latency_ms"] == ok["latency_ms"]
@@ -413,7 +419,7 @@ def test_decision_record_fields(tmp_path: Path, files_v1: dict[str, bytes]) -> N
     assert set(bad) == common | {"detail"}
     assert (bad["status"], bad["outcome"], bad["line_id"], bad["lot_id"]) == (
         503,
-        "model_unavailable",
+        "no_feasible_setting",  # the model's own refusal, by its reason
         "L2",
         None,
     )
@@ -685,14 +691,14 @@ def test_request_stats_expose_what_prometheus_counter_and_histogram_would() -> N
     the same updates (bucket edges included: a value equal to a bound counts in that bucket)."""
     from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-    from inference_server.core.metrics import LATENCY_BUCKETS, Metrics
+    from inference_server.core.metrics import LATENCY_BUCKETS, OUTCOMES, Metrics
 
     ours = Metrics()
     ref = CollectorRegistry()
     counter = Counter("inference_requests", "Recommendation requests by outcome", ["outcome"], registry=ref)
     hist = Histogram("inference_latency_seconds", "Server-side recommendation latency",
                      buckets=LATENCY_BUCKETS, registry=ref)  # fmt: skip
-    for outcome in ("ok", "model_unavailable", "deadline_exceeded"):
+    for outcome in OUTCOMES:  # every outcome is exported from the start, at 0
         counter.labels(outcome)
     values = [*LATENCY_BUCKETS, 0.0, 0.00005, 0.0003, 0.0123, 3.0, 0.00025, 1e-7]
     for i, v in enumerate(values):
