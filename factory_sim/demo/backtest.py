@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from factory_core.machine import MODEL_CODE_BASE
 from factory_sim import physics
 from factory_sim.config import NS_PER_S, SimConfig
 from factory_sim.craftsmen import (
@@ -116,7 +117,7 @@ def model_decision(model: LoadedModel, lot: physics.Lot) -> Decision | str:
     params = physics.Params(p["temperature"], p["feed_rate"], p["pressure"])
     if not physics.within_safety(params):  # the control system refuses it too
         return "unsafe_parameters"
-    return Decision(params, f"model:{model.version}", 1000 + model.version_number)
+    return Decision(params, f"model:{model.version}", MODEL_CODE_BASE + model.version_number)
 
 
 @dataclass
@@ -215,8 +216,15 @@ class Backtest:
             prods = [p for p in timeline.productions_between(t0, t1) if t0 <= p.start_ns < t1]
             history += prods
             fallbacks = dict(schedule.fallbacks - before)
+            faults_by_setter = {
+                "model": sum(1 for p in prods if p.outcome.fault and p.set_by_code >= MODEL_CODE_BASE),
+                "craftsmen": sum(1 for p in prods if p.outcome.fault and p.set_by_code < MODEL_CODE_BASE),
+            }
             scored = _sample(prods, self.lots)
             entry = self._score(q, bounds[q], scored, cfg, fallbacks, len(prods))
+            entry["faults_by_setter"] = (
+                faults_by_setter  # every production of the quarter, not only the scored
+            )
             if gate is not None:
                 # the decision taken at this quarter's start, judged on this quarter's lots (unseen by both)
                 gate["candidate_next_quality"] = _policy_quality(candidate, scored, self.seed, cfg)

@@ -1,0 +1,116 @@
+"""`factory-sim backtest`: its per-production table is what the Dagster pipeline extracts from the same
+simulated days, its report keeps the documented names, and its command line validates its flags.
+
+One module-scoped run (a quarter of craftsmen, then a quarter of the model it trained) serves the tests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from factory_assets.production.compute import build_day, day_bounds
+from factory_core.layout import batch_key
+from factory_core.machine import MODEL_CODE_BASE
+from factory_core.rawformat import encode_batch
+from factory_core.store import LocalDirStore
+from factory_sim.channels import build_channels, seq_at, t_of_seq
+from factory_sim.config import NS_PER_S, SimConfig
+from factory_sim.demo.backtest import Backtest, quarter_starts
+from factory_sim.history import build_batch
+from factory_sim.productions import productions_table
+
+SEED, LINE = 11, "BT5"
+DAY = "2026-04-09"  # a day of the model-run quarter
+OBJECT_NS = 300 * NS_PER_S
+
+
+@pytest.fixture(scope="module")
+def backtest() -> Backtest:
+    bt = Backtest(SEED, LINE, quarters=2, lots=400, progress=False)
+    bt.run()
+    return bt
+
+
+def test_quarters_are_consecutive_calendar_quarters() -> None:
+    assert quarter_starts(dt.date(2026, 11, 15), 3) == [
+        dt.date(2026, 10, 1), dt.date(2027, 1, 1), dt.date(2027, 4, 1), dt.date(2027, 7, 1),
+    ]  # fmt: skip
+
+
+def test_report_keeps_the_documented_names(backtest: Backtest) -> None:
+    report = backtest.report
+    assert {"seed", "line", "quarters", "oracle_gap_mean"} <= set(report)
+    first, second = report["quarters"]
+    assert (first["quarter"], first["run_by"], second["quarter"], second["run_by"]) == (
+        "2026-01-01", "craftsmen", "2026-04-01", "model",
+    )  # fmt: skip
+    crew = ["anna", "bruno", "carla", "dmitri", "emil"]
+    for q in (first, second):
+        assert {"quarter", "run_by", "lots", "quality", "fault_rate", "fallback_rate", "fallbacks"} <= set(q)
+        assert {"line", "oracle", "best_craftsman", *crew} <= set(q["quality"])
+        assert {"line", "best_craftsman", *crew} <= set(q["fault_rate"])
+        assert q["lots"] == 400
+        assert q["quality"]["oracle"] >= q["quality"]["best_craftsman"]
+    assert {"promoted", "candidate_next_quality", "serving_next_quality", "right"} <= set(second["gate"])
+    assert second["gate"]["promoted"] is True  # the first model: nothing served before it
+    assert 0.0 <= second["fallback_rate"] <= 1.0
+    assert report["oracle_gap_mean"] == pytest.approx(
+        second["quality"]["oracle"] - second["quality"]["line"], abs=1e-4
+    )
+
+
+def test_the_model_runs_the_second_quarter_and_the_craftsmen_the_first(backtest: Backtest) -> None:
+    q2 = dt.datetime(2026, 4, 1, tzinfo=dt.UTC).timestamp() * NS_PER_S
+    first = [p for p in backtest.history if p.start_ns < q2]
+    second = [p for p in backtest.history if p.start_ns >= q2]
+    assert all(p.set_by_code < MODEL_CODE_BASE for p in first)
+    by_model = sum(p.set_by_code >= MODEL_CODE_BASE for p in second) / len(second)
+    assert by_model > 0.9, by_model  # the rest: refusals, decided by the craftsman on shift
+    assert backtest.report["quarters"][1]["fallback_rate"] == pytest.approx(1.0 - by_model, abs=1e-9)
+
+
+def test_backtest_table_equals_what_dagster_extracts_from_the_same_days(
+    backtest: Backtest, tmp_path: Path
+) -> None:
+    """The backtest's history, written as raw objects (as the collector or `factory-sim history` would)
+    and extracted by the production asset's code, gives the same productions, lots, settings, setters,
+    QA scores and faults: what the model learns from in the backtest is what it learns from in Dagster."""
+    assert backtest.timeline is not None
+    channels = build_channels(SimConfig(seed=SEED, lines=(LINE,), fast_rate_hz=1.0))
+    fast = next(c for c in channels if c.name == "machine_state")
+    store = LocalDirStore(tmp_path / "objects")
+    t0, t1 = day_bounds(DAY)
+    for start in range(t0 - 3600 * NS_PER_S, t1 + 3600 * NS_PER_S, OBJECT_NS):
+        batch = build_batch(backtest.timeline, channels, "all", start, start + OBJECT_NS)
+        if batch is not None:
+            store.put(batch_key(batch), encode_batch(batch))
+    frame = build_day(store, LINE, DAY).frame.to_pandas()
+    # a production belongs to the day of its start on the fast channel's grid (the extraction's rule)
+    on_grid = [p for p in backtest.history if t0 <= t_of_seq(fast, seq_at(fast, p.start_ns)) < t1]
+    table = productions_table(on_grid)
+    assert frame["production_id"].tolist() == table["production_id"].tolist()
+    columns = ["lot_moisture", "lot_hardness", "lot_density", "lot_impurity", "sp_temperature",
+               "sp_feed_rate", "sp_pressure", "set_by_code", "qa_quality", "fault_code"]  # fmt: skip
+    for column in columns:
+        assert frame[column].tolist() == table[column].tolist(), column
+    assert (table["set_by_code"] >= MODEL_CODE_BASE).mean() > 0.9  # a day the model ran
+
+
+def test_cli_refuses_bad_flags_naming_them() -> None:
+    for argv, message in (
+        (["--quarters", "1"], "--quarters must be >= 2"),
+        (["--crew", "anna,zoe"], "crew: names must be distinct craftsmen"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "factory_sim.demo.backtest", *argv, "--no-progress"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 2 and message in out.stderr, out.stderr
+    out = subprocess.run([sys.executable, "-m", "factory_sim.cli", "backtest", "--help"], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0 and "--json" in out.stdout and "--lots" in out.stdout
