@@ -237,9 +237,9 @@ def versus_craftsmen(
     QA of their productions on the COMPARABLE_LOTS nearest lots of all history), for craftsmen with at
     least MIN_CRAFTSMAN_ROWS productions. ``passed``: the candidate is at least the best of them (None:
     too little history)."""
-    rows = clean(truth)
     if candidate is None:
         return {"passed": None, "reason": "too little history before and in the gate's tail"}
+    rows = clean(truth)
     _, tail = tail_split(rows)
     lots = _lots(rows)
     scale = np.maximum(lots.std(axis=0), 1e-9)
