@@ -38,6 +38,7 @@ from factory_assets.definitions import ALL_ASSETS, defs  # noqa: E402
 from factory_assets.model import QUALITY_MODEL_KEY  # noqa: E402
 from factory_assets.model.partitions import quarter_start  # noqa: E402
 from factory_assets.production.assets import PRODUCTIONS_KEY  # noqa: E402
+from factory_assets.production.completeness import reported_day  # noqa: E402
 from factory_assets.raw.partitions import line_day_key  # noqa: E402
 from factory_assets.resources.selection import resources_from_env  # noqa: E402
 
@@ -127,6 +128,17 @@ def materialize_days(
     return runs
 
 
+def consecutive(days: list[dt.date]) -> list[list[dt.date]]:
+    """Runs of consecutive days (a partition-range run covers every day between its ends)."""
+    runs: list[list[dt.date]] = []
+    for day in days:
+        if runs and day - runs[-1][-1] == dt.timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
 def train_model(instance: DagsterInstance, resources: dict[str, Any], today: dt.date) -> dict[str, Any]:
     """Materialize the current quarter's model (quarter to date) and return what it decided."""
     partition = quarter_start(today.isoformat())
@@ -163,7 +175,15 @@ def run_pipeline(today: dt.date, days: int, line: str) -> dict[str, Any]:
     prod_runs = materialize_days(
         instance, resources, PRODUCTIONS_KEY, line, [*history_days, today], "productions"
     )
-    agg_runs = materialize_days(instance, resources, AGGREGATES_KEY, line, history_days, "daily aggregates")
+    # aggregates only for days their production table reports complete (the asset refuses the others,
+    # as the automation condition would never request them); a day left out is named with what is missing
+    reports = {d: reported_day(instance, str(line_day_key(line, d.isoformat()))) for d in history_days}
+    for day, report in reports.items():
+        if not report.complete:
+            step(f"daily aggregates wait for {day}: {report.what_is_missing()}")
+    agg_runs = 0
+    for segment in consecutive([d for d in history_days if reports[d].complete]):
+        agg_runs += materialize_days(instance, resources, AGGREGATES_KEY, line, segment, "daily aggregates")
     step("training the quality model of the current quarter")
     model = train_model(instance, resources, today)
     return {
