@@ -158,14 +158,15 @@ def test_first_version_published_promoted_and_rerun_idempotent(work: Work) -> No
     # The last day's final QA is published after midnight: it is named as skipped, not trained on.
     assert "| L1 | 2026-03-04 |  | False | no daily aggregates (day not complete yet) |" in md["line_days"]
     assert md["rows_train"] + md["rows_holdout"] > 500
-    # The comparison with the craftsmen is recorded at training and is what the check judges: two days of
-    # mostly novices' productions teach a model less than the best craftsman on shift (bruno) knows.
+    # The comparison with the craftsmen is recorded at training and is what the check judges. Two days of
+    # history leave too few of the best craftsman's productions in the gate's tail to compare on: the
+    # check does not judge (a WARN naming why) rather than pass or fail on noise. The verdicts on a
+    # quarter of history are held to the truth by the backtest (tests/quality_model/test_retraining.py).
     versus = registry.verify(registry.fetch_version(work.store(), version)).metadata["training_context"][
         "versus_craftsmen"
     ]
-    assert set(versus["craftsmen"]) >= {versus["best_craftsman"]} and versus["tail_rows"] > 100
-    assert versus["passed"] is (versus["model"] >= versus["best_craftsman_quality"])
-    assert checks(result) == {"model_artefact_verifies": True, "model_beats_best_craftsman": versus["passed"]}
+    assert versus["passed"] is None and versus["reason"], versus
+    assert checks(result) == {"model_artefact_verifies": True, "model_beats_best_craftsman": False}
     (row,) = work.model_rows()
     assert (row["version"], row["promoted"], row["reason"], row["partition"]) == (
         version,
