@@ -216,15 +216,13 @@ class Backtest:
             prods = [p for p in timeline.productions_between(t0, t1) if t0 <= p.start_ns < t1]
             history += prods
             fallbacks = dict(schedule.fallbacks - before)
-            faults_by_setter = {
-                "model": sum(1 for p in prods if p.outcome.fault and p.set_by_code >= MODEL_CODE_BASE),
-                "craftsmen": sum(1 for p in prods if p.outcome.fault and p.set_by_code < MODEL_CODE_BASE),
-            }
             scored = _sample(prods, self.lots)
             entry = self._score(q, bounds[q], scored, cfg, fallbacks, len(prods))
-            entry["faults_by_setter"] = (
-                faults_by_setter  # every production of the quarter, not only the scored
-            )
+            faulted = [p for p in prods if p.outcome.fault]  # every production of the quarter, not a sample
+            entry["faults_by_setter"] = {
+                "model": sum(p.set_by_code >= MODEL_CODE_BASE for p in faulted),
+                "craftsmen": sum(p.set_by_code < MODEL_CODE_BASE for p in faulted),
+            }
             if gate is not None:
                 # the decision taken at this quarter's start, judged on this quarter's lots (unseen by both)
                 gate["candidate_next_quality"] = _policy_quality(candidate, scored, self.seed, cfg)
@@ -239,7 +237,7 @@ class Backtest:
                 entry["check"] = {
                     "model_beats_best_craftsman": check_verdict,
                     "truth": truth,
-                    "agrees": check_verdict is None or check_verdict == truth,
+                    "agrees": None if check_verdict is None else check_verdict == truth,  # None: not judged
                 }
             out_quarters.append(entry)
             bar.update(1)
