@@ -13,15 +13,11 @@ assets show in the UI as well as in the alert sensor), and code references (`wit
 the file and line that defines it).
 """
 
-import warnings
-
 from dagster import (
     AssetSelection,
     AutomationConditionSensorDefinition,
-    BetaWarning,
     DefaultSensorStatus,
     Definitions,
-    PreviewWarning,
     with_source_code_references,
 )
 
@@ -35,9 +31,7 @@ from factory_assets.raw.assets import raw_sensor_data, raw_sensor_gaps
 from factory_assets.raw.sensors import build_raw_objects_sensor
 from factory_assets.resources.selection import resources_from_env
 
-# Beta/preview APIs used knowingly (MultiPartitionMapping, BackfillPolicy, custom automation conditions).
-warnings.filterwarnings("ignore", category=BetaWarning)
-warnings.filterwarnings("ignore", category=PreviewWarning)
+# Beta/preview APIs are used knowingly: their warnings are silenced in factory_assets/__init__.py.
 
 ASSETS = list(
     with_source_code_references(

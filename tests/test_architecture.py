@@ -269,6 +269,7 @@ def test_image_environment_from_its_own_lock_starts(image: str, tmp_path: Path) 
             capture_output=True, text=True, cwd=neutral, env=clean_env, timeout=300,
         )  # fmt: skip
         assert out.returncode == 0, f"the {image} image cannot import {module}:\n{out.stderr[-3000:]}"
+        assert out.stderr == "", f"importing {module} in the {image} image printed:\n{out.stderr[-3000:]}"
         assert str(venv) in out.stdout, (
             f"{module} was imported from {out.stdout.strip()}, not the image's venv"
         )
