@@ -1,7 +1,7 @@
 """Constrained search for the best machine setting of one lot, scored by the forward models.
 
 Why this shape: a request must cost tens of microseconds of CPU, so the candidate set is small and
-bounded (MAX_CANDIDATES) and the whole search is ONE call of a compiled kernel (inference_server/
+bounded (MAX_CANDIDATES) and the whole search is ONE call of a compiled kernel (quality_model/search/
 kernels.py, over the boosters' table form from forest.py); ``search_reference`` is the same search in
 numpy with XGBoost's own predictions, used when the boosters cannot be compiled and as the kernel's
 test oracle. Candidates
@@ -19,6 +19,13 @@ noise. Among feasible candidates whose predicted expected quality is within ``in
 the best, the one closest to the prior wins (a trust region around what worked in history; lattice
 points at equal distance go to the higher prediction); the model moves the setting only when it
 predicts a clear gain, and vetoes risky or unsupported settings.
+
+Prior first (a model whose search section says ``"selection": "prior_first"``, what training writes
+since 2026-12-06): the feasible candidate closest to the prior wins outright; the prior itself needs no
+support check and is vetoed for fault risk only where the trees know such lots. Every answer carries
+the lot's distance to history, the prior's leverage and the quality model's local error; a lot beyond
+the leverage limit is refused as ``out_of_support``, a setting expected to be poor where history backs
+the expectation as ``low_predicted_quality`` (docs/model.md gives the measurements behind each rule).
 """
 
 from __future__ import annotations
