@@ -29,7 +29,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from quality_model import registry
-from quality_model.features import LOT_FEATURES
+from quality_model.features import COLUMN_OF, LOT_FEATURES, PARAM_FEATURES
 from quality_model.registry import LoadedModel
 from quality_model.search.recommender import NoFeasibleSetting
 from quality_model.training import TrainedModel, clean, train
@@ -80,7 +80,7 @@ def realized_or_predicted(
 
     Where the model answers, the judge predicts the expected quality of its setting; where it refuses
     (or there is no model), the production's realized quality stands (that is what the fallback did)."""
-    lots = tail[[f"lot_{f}" for f in LOT_FEATURES]].to_numpy(dtype=np.float64)
+    lots = _lots(tail)
     realized = tail["qa_quality"].to_numpy(dtype=np.float64)
     if model is None:
         return float(realized.mean()), 1.0
@@ -94,10 +94,7 @@ def realized_or_predicted(
     answered = ~np.isnan(settings[:, 0])
     estimate = realized.copy()
     if answered.any():
-        x = np.hstack([lots[answered], settings[answered]]).astype(np.float32)
-        q = judge.quality.inplace_predict(x, validate_features=False)
-        r = judge.fault.inplace_predict(x, validate_features=False)
-        estimate[answered] = np.asarray(q, dtype=np.float64) * (1.0 - np.asarray(r, dtype=np.float64))
+        estimate[answered] = _judged(judge, lots[answered], settings[answered])
     return float(estimate.mean()), float(1.0 - answered.mean())
 
 
@@ -196,7 +193,7 @@ def retrain(
 
 
 def _lots(frame: pd.DataFrame) -> np.ndarray:
-    return frame[[f"lot_{f}" for f in LOT_FEATURES]].to_numpy(dtype=np.float64)
+    return frame[[COLUMN_OF[f] for f in LOT_FEATURES]].to_numpy(dtype=np.float64)
 
 
 def _cross_fitted_judges(tail: pd.DataFrame, seed: int, **train_kwargs: Any) -> list[TrainedModel]:
@@ -277,7 +274,7 @@ def versus_craftsmen(
         }
     judges = _cross_fitted_judges(tail, seed, **train_kwargs)
     model = verified(candidate, 1)
-    settings = tail[[f"sp_{p}" for p in ("temperature", "feed_rate", "pressure")]].to_numpy(dtype=np.float64)
+    settings = tail[[COLUMN_OF[p] for p in PARAM_FEATURES]].to_numpy(dtype=np.float64)
     realized = tail["qa_quality"].to_numpy(dtype=np.float64)
     estimate, refused = [], 0
     for i in reference:
