@@ -170,25 +170,17 @@ def compute_partition(
     ai_start = compute.window_start(date, window.window_days)
     span, missing = tables.span(ai_start, day)
     ai_rows = span.filter(pl.col("set_by_code") >= compute.MODEL_CODE_BASE)
-    craftsman_start = ai_start
     earliest = dt.date.fromisoformat(configured_start_date())
-    while True:
-        craftsmen = compute.craftsman_rows(tables.span(craftsman_start, day)[0])
-        further = craftsman_start - dt.timedelta(days=window.window_days)
-        if (
-            not compute.needs_more_history(craftsmen, window.min_craftsman_productions)
-            or (day - further).days + 1 > window.max_lookback_days
-            or craftsman_start <= earliest
-        ):
-            break
-        craftsman_start = further
+    craftsmen, craftsman_start = compute.craftsman_window(
+        lambda start: tables.span(start, day)[0], ai_start, day, earliest, window
+    )
     missing = sorted(set(missing) | set(tables.span(craftsman_start, day)[1]))
     comparison = compute.compare(ai_rows, craftsmen, window)
     best = comparison.best or {}
     row.update(
         unreadable_decisions=unreadable,
         window_start=ai_start,
-        craftsman_window_start=max(craftsman_start, earliest),
+        craftsman_window_start=craftsman_start,
         judged_version=comparison.judged_version,
         ai_window_productions=comparison.ai_productions,
         ai_window_quality=comparison.ai_quality,

@@ -47,7 +47,7 @@ productions or no craftsman is eligible.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -335,6 +335,29 @@ def needs_more_history(craftsmen: pl.DataFrame, minimum: int) -> bool:
         return True
     counts = craftsmen.group_by("set_by").len()
     return bool((counts["len"] < minimum).any())
+
+
+def craftsman_window(
+    rows_since: Callable[[dt.date], pl.DataFrame], ai_start: dt.date, day: dt.date, earliest: dt.date,
+    rule: WindowRule,
+) -> tuple[pl.DataFrame, dt.date]:  # fmt: skip
+    """The craftsmen's rows for the comparison on `day` and the first day they come from.
+
+    `rows_since(start)` gives the productions of [start, day]. The window starts with the AI's (`ai_start`)
+    and is extended by `window_days` at a time while any craftsman seen has fewer than
+    `min_craftsman_productions`, up to `max_lookback_days`, never before `earliest` (the first partition).
+    """
+    start = ai_start
+    while True:
+        craftsmen = craftsman_rows(rows_since(start))
+        further = start - dt.timedelta(days=rule.window_days)
+        if (
+            not needs_more_history(craftsmen, rule.min_craftsman_productions)
+            or (day - further).days + 1 > rule.max_lookback_days
+            or start <= earliest
+        ):
+            return craftsmen, max(start, earliest)
+        start = further
 
 
 @dataclass

@@ -39,6 +39,7 @@ from factory_sim.craftsmen import (
     on_shift,
     roster,
 )
+from factory_sim.demo import backtest_checks
 from factory_sim.noise import derive_key
 from factory_sim.productions import productions_table
 from factory_sim.schedule import LineTimeline, Production
@@ -154,11 +155,18 @@ def _sample(prods: list[Production], lots: int) -> list[Production]:
     return [prods[i] for i in idx]
 
 
-def _replay(prods: list[Production], decide: Callable[[Production], physics.Params], seed: int) -> Scores:
-    """Outcomes of another policy on the same lots with the same outcome draws (paired)."""
+def _replay(
+    prods: list[Production], decide: Callable[[Production], physics.Params], seed: int,
+    record: dict[int, float] | None = None,
+) -> Scores:  # fmt: skip
+    """Outcomes of another policy on the same lots with the same outcome draws (paired); `record` gets
+    each production's quality by production id."""
     scores = Scores()
     for p in prods:
-        scores.add(physics.outcome(p.lot, decide(p), physics.outcome_key(seed, p.line, p.production_id)))
+        out = physics.outcome(p.lot, decide(p), physics.outcome_key(seed, p.line, p.production_id))
+        scores.add(out)
+        if record is not None:
+            record[p.production_id] = out.quality
     return scores
 
 
@@ -193,6 +201,8 @@ class Backtest:
     report: dict[str, Any] = field(default_factory=dict)
     history: list[Production] = field(default_factory=list, repr=False)  # every production, as run
     timeline: LineTimeline | None = field(default=None, repr=False)
+    # each craftsman's replayed quality on every scored production, by production id (for the checks)
+    replayed: dict[str, dict[int, float]] = field(default_factory=dict, repr=False)
 
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
@@ -219,6 +229,7 @@ class Backtest:
             scored = _sample(prods, self.lots)
             entry = self._score(q, bounds[q], scored, cfg, fallbacks, len(prods))
             faulted = [p for p in prods if p.outcome.fault]  # every production of the quarter, not a sample
+            frame = productions_table(history)  # the history so far, as the platform's tables hold it
             entry["faults_by_setter"] = {
                 "model": sum(p.set_by_code >= MODEL_CODE_BASE for p in faulted),
                 "craftsmen": sum(p.set_by_code < MODEL_CODE_BASE for p in faulted),
@@ -239,12 +250,20 @@ class Backtest:
                     "truth": truth,
                     "agrees": None if check_verdict is None else check_verdict == truth,  # None: not judged
                 }
+                # the model_performance check as the daily asset computes it, on the history as run
+                entry["model_performance"] = backtest_checks.quarter_verdict(
+                    backtest_checks.history_frame(frame),
+                    bounds[q],
+                    bounds[q + 1],
+                    bounds[0],
+                    self.replayed,
+                    truth,
+                )
             out_quarters.append(entry)
             bar.update(1)
             if q == self.quarters - 1:
                 break
             # quarter end: the platform trains a candidate on the history so far and its gate decides
-            frame = productions_table(history)
             result = retraining.retrain(
                 frame, serving, as_of=bounds[q + 1], seed=self.seed, version_number=q + 1
             )
@@ -293,6 +312,7 @@ class Backtest:
                     ).params
                 ),
                 self.seed,
+                self.replayed.setdefault(c.name, {}),
             )
         means = {name: s.mean() for name, s in policies.items()}
         crew = [c.name for c in roster(self.crew)]
@@ -334,11 +354,24 @@ def _rounded(obj: Any) -> Any:
     return obj
 
 
+def _checks(quarter: dict[str, Any]) -> str:
+    """Both checks' verdicts, each followed by whether it agreed with the truth (= or !)."""
+    out = []
+    check, perf = quarter.get("check"), quarter.get("model_performance")
+    if check and check["model_beats_best_craftsman"] is not None:
+        out.append(
+            f"{'pass' if check['model_beats_best_craftsman'] else 'fail'}{'=' if check['agrees'] else '!'}"
+        )
+    if perf:
+        out.append(f"{perf['verdict']}{'' if perf['agrees'] is None else '=' if perf['agrees'] else '!'}")
+    return " / ".join(out)
+
+
 def summary_table(report: dict[str, Any]) -> str:
     """The report as a table for people: per quarter, the line against the best craftsman and the oracle."""
     head = (
         f"{'quarter':<11} {'run by':<10} {'line':>7} {'best craftsman':>20} {'oracle':>7} "
-        f"{'faults line/best':>17} {'fallback':>9} {'gate':>22}"
+        f"{'faults line/best':>17} {'fallback':>9} {'gate':>22} {'checks (vs truth)':>24}"
     )
     rows = [head, "-" * len(head)]
     for q in report["quarters"]:
@@ -353,9 +386,10 @@ def summary_table(report: dict[str, Any]) -> str:
             f"{q['best_craftsman_name'] + ' ' + format(q['quality']['best_craftsman'], '.2f'):>20} "
             f"{q['quality']['oracle']:>7.2f} "
             f"{format(q['fault_rate']['line'], '.2%') + '/' + format(q['fault_rate']['best_craftsman'], '.2%'):>17} "
-            f"{q['fallback_rate']:>9.2%} {verdict:>22}"
+            f"{q['fallback_rate']:>9.2%} {verdict:>22} {_checks(q):>24}"
         )
     rows.append(f"mean gap to the oracle over the model-run quarters: {report['oracle_gap_mean']:.2f}")
+    rows.append("checks: model_beats_best_craftsman / model_performance; = agrees with the truth, ! does not")
     return "\n".join(rows)
 
 

@@ -57,6 +57,7 @@ def test_report_keeps_the_documented_names(backtest: Backtest) -> None:
         assert q["lots"] == 400
         assert q["quality"]["oracle"] >= q["quality"]["best_craftsman"]
     assert {"promoted", "candidate_next_quality", "serving_next_quality", "right"} <= set(second["gate"])
+    assert {"verdict", "truth", "agrees", "days_judged", "days"} <= set(second["model_performance"])
     assert second["gate"]["promoted"] is True  # the first model: nothing served before it
     assert 0.0 <= second["fallback_rate"] <= 1.0
     assert report["oracle_gap_mean"] == pytest.approx(
@@ -114,3 +115,13 @@ def test_cli_refuses_bad_flags_naming_them() -> None:
     out = subprocess.run([sys.executable, "-m", "factory_sim.cli", "backtest", "--help"], capture_output=True,
                          text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0 and "--json" in out.stdout and "--lots" in out.stdout
+
+
+def test_both_checks_agree_with_the_truth_in_the_model_run_quarter(backtest: Backtest) -> None:
+    """The model beats the best craftsman here; the check recorded at training and the daily
+    model_performance check (run on the history as run, every week and on the last day) must say so."""
+    second = backtest.report["quarters"][1]
+    assert second["check"]["agrees"] is True
+    perf = second["model_performance"]
+    assert (perf["verdict"], perf["agrees"]) == ("pass", True)
+    assert perf["days_judged"] >= 10 and perf["days_disagreeing_with_truth"] == []
