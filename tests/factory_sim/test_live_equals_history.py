@@ -57,21 +57,23 @@ def test_live_server_equals_history_across_shift_ends_sample_for_sample() -> Non
     async def body() -> None:
         clock = ManualClock(windows[0][0])
         # tick_s is long: the test moves the ring itself (advance) after each clock step.
-        async with SensorServer(CFG, "L1", clock=clock, tick_s=3600.0) as srv:
-            async with SensorClient("127.0.0.1", srv.port) as client:
-                for lo, hi in windows:
-                    clock.now_ns = lo
+        async with (
+            SensorServer(CFG, "L1", clock=clock, tick_s=3600.0) as srv,
+            SensorClient("127.0.0.1", srv.port) as client,
+        ):
+            for lo, hi in windows:
+                clock.now_ns = lo
+                srv.advance()
+                cursor = {ch.id: seq_at(ch, lo) for ch in channels}
+                while clock.now_ns < hi:
+                    clock.now_ns += STEP_NS
                     srv.advance()
-                    cursor = {ch.id: seq_at(ch, lo) for ch in channels}
-                    while clock.now_ns < hi:
-                        clock.now_ns += STEP_NS
-                        srv.advance()
-                        reads = await client.read(sorted(cursor.items()), 100_000)
-                        for r in reads:
-                            assert not r.gap, (r.channel_id, r.requested_seq)
-                            if r.count:
-                                served[r.channel_id].append((r.first_seq, r.t_ns.copy(), r.values.copy()))
-                                cursor[r.channel_id] = r.first_seq + r.count
+                    reads = await client.read(sorted(cursor.items()), 100_000)
+                    for r in reads:
+                        assert not r.gap, (r.channel_id, r.requested_seq)
+                        if r.count:
+                            served[r.channel_id].append((r.first_seq, r.t_ns.copy(), r.values.copy()))
+                            cursor[r.channel_id] = r.first_seq + r.count
 
     asyncio.run(asyncio.wait_for(body(), 120))
     differing: dict[str, int] = {}
