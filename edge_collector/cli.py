@@ -38,7 +38,17 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="backlog (files/bytes/oldest age), cursors and pending gap records")
     st.add_argument("--config", help=_CONFIG_HELP)
     st.add_argument(
-        "--store", action="store_true", help="also summarise the gap ledger already in the object store"
+        "--store",
+        action="store_true",
+        help="also summarise the gap ledger already in the object store: per reason the records and the "
+        "samples they name, and the samples truly missing (union per channel; sensor_seq_backwards is "
+        "not a loss)",
+    )
+    st.add_argument(
+        "--verify-raw",
+        action="store_true",
+        help="with --store: also decode the raw objects of the days the loss records touch and do not "
+        "count lost samples that are in fact stored (reads those days' objects)",
     )
     ins = sub.add_parser(
         "inspect",
@@ -87,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = load_config(args.config)
             report = collect_status(cfg)
+            if args.verify_raw and not args.store:
+                print("edge-collector: --verify-raw needs --store", file=sys.stderr)
+                return 2
             if args.store:
-                report["ledger"]["store"] = store_ledger(cfg)
+                report["ledger"]["store"] = store_ledger(cfg, verify_raw=args.verify_raw)
             print(json.dumps(report, indent=2))
             return 0
         if args.command == "inspect":

@@ -127,6 +127,7 @@ class LineTimeline:
                 plan = ShiftPlan(
                     shift_index, start, start + SHIFT_NS, next_start_ns=start + HANDOVER_S * NS_PER_S
                 )
+                _close_if_no_start_fits(plan)
                 self._plans[shift_index] = plan
                 if self.policy is None:
                     while len(self._plans) > CACHE_SHIFTS:
@@ -152,11 +153,10 @@ class LineTimeline:
 
     # -- planning ---------------------------------------------------------------------------------
     def _plan_next(self, plan: ShiftPlan) -> None:
+        if _close_if_no_start_fits(plan):
+            return
         start = plan.next_start_ns
         n = len(plan.productions) + 1
-        if start > plan.end_ns - LAST_START_BEFORE_END_S * NS_PER_S or n > MAX_PER_SHIFT:
-            plan.complete = True
-            return
         seed, line = self.cfg.seed, self.line
         pid = plan.shift_index * 1000 + n
         lot = draw_lot(seed, line, start, pid)
@@ -178,6 +178,7 @@ class LineTimeline:
         plan.productions.append(prod)
         changeover = _between(CHANGEOVER_S, random_unit(seed, line, "changeover", pid))
         plan.next_start_ns = prod.fault_end_ns + round(changeover * NS_PER_S)
+        _close_if_no_start_fits(plan)
 
     def _decide(self, lot: Lot, ctx: ProductionContext) -> Decision:
         if self.policy is None or (self.policy_since_ns is not None and ctx.start_ns < self.policy_since_ns):
@@ -204,6 +205,20 @@ class LineTimeline:
             self.refused += 1
             return ctx.fallback(lot)
         return decision
+
+
+def _close_if_no_start_fits(plan: ShiftPlan) -> bool:
+    """Mark ``plan`` complete as soon as its next start is known not to fit (too late, or too many).
+
+    Decided when the previous production is planned (its changeover fixes the next start), never
+    later: the machine goes to STANDBY at that production's end, so a live timeline must know it then.
+    Deciding only once the next start was reached served HOLD during the changeover where history (the
+    whole shift planned at once) has STANDBY (issue 14 #13). The rule reads only the plan so far.
+    """
+    late = plan.next_start_ns > plan.end_ns - LAST_START_BEFORE_END_S * NS_PER_S
+    if late or len(plan.productions) + 1 > MAX_PER_SHIFT:
+        plan.complete = True
+    return plan.complete
 
 
 def _between(bounds: tuple[float, float], u: float) -> float:

@@ -7,15 +7,20 @@ was still behind the cursor recorded the same sensor_seq_backwards gap again (ov
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from typing import Any
 
 from tests.support.collector import (
+    PYTHON,
+    REPO,
     RETENTION_S,
     SPEED,
     SensorThread,
     TestClock,
     check,
+    collector_env,
     finish,
     start,
     wait_until,
@@ -46,3 +51,11 @@ def test_restarts_while_the_sensor_is_behind_record_exactly_one_backwards_gap_pe
     cov = check(rig, heads, allow=("sensor_seq_backwards",))
     back = [(cid, g) for cid, gs in cov.gaps.items() for g in gs if g[2] == "sensor_seq_backwards"]
     assert sorted(cid for cid, _ in back) == sorted(heads), back  # one record per channel, no repeat
+    env = collector_env(
+        spool_dir=rig["spool"], store_url=f"s3://{rig['bucket']}", s3_endpoint_url=rig["store"].endpoint_url
+    )
+    done = subprocess.run([PYTHON, "-m", "edge_collector.cli", "status", "--store", "--verify-raw"], env=env,
+                          capture_output=True, text=True, cwd=REPO, timeout=120, check=True)  # fmt: skip
+    ledger = json.loads(done.stdout)["ledger"]["store"]
+    assert ledger["by_reason"]["sensor_seq_backwards"]["lost_samples"] == 0  # re-issued seqs, all stored
+    assert ledger["lost_samples"] == 0 and ledger["verified_raw"]["lost_but_stored"] == 0

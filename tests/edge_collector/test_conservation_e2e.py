@@ -111,8 +111,9 @@ def test_collector_down_longer_than_retention_records_exact_gap(rig: dict[str, A
     assert status["cursors"] == {str(c): h for c, h in sorted(heads.items())}
     lost = sum(oldest[c] - at_stop[c] for c in oldest)
     assert status["ledger"]["store"]["by_reason"] == {
-        "retention_expired": {"records": len(oldest), "lost_samples": lost}
+        "retention_expired": {"records": len(oldest), "samples": lost, "lost_samples": lost}
     }
+    assert status["ledger"]["store"]["lost_samples"] == lost
 
 
 def test_disk_budget_pauses_polling_alerts_and_records_loss(rig: dict[str, Any]) -> None:

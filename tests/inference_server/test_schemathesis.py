@@ -1,7 +1,9 @@
 """Property-based API testing with schemathesis against the served OpenAPI schema (real HTTP).
 
 No generated input - valid (positive) or schema-violating (negative), with or without a key - may
-produce a 5xx; 503 is the one 5xx the contract allows (the operator fallback) and must carry it.
+produce a 5xx; 503 is the one 5xx the contract allows (the operator fallback) and must carry it. Run
+against the app in a thread and against `inference-server serve` with its connection limits (issue 14:
+the limits sit in front of the app, so they are fuzzed too).
 """
 
 from __future__ import annotations
@@ -18,13 +20,24 @@ from inference_server.core.settings import load_settings
 from inference_server.main import create_app
 from inference_server.serving.models import ModelCache
 from quality_model import registry
+from tests.support import hostile
 from tests.support.inference import ADMIN_KEY, API_KEY, serve_in_thread, trained
 
+# The suite's short timeouts would cut schemathesis' keep-alive connection between cases: defaults here.
+DEFAULT_LIMITS = {"INFERENCE_HEADER_TIMEOUT_S": "5", "INFERENCE_BODY_TIMEOUT_S": "5",
+                  "INFERENCE_IDLE_TIMEOUT_S": "5", "INFERENCE_MAX_CONNECTIONS": "512"}  # fmt: skip
 
-@pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp: Path = tmp_path_factory.mktemp("schemathesis")
+
+@pytest.fixture(scope="module", params=["app_in_thread", "inference_server_serve"])
+def base_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app under uvicorn in a thread, and `inference-server serve` as the image runs it (httptools,
+    uvloop, the connection limits of inference_server.core.limits at their documented defaults)."""
     files = registry.serialize(trained(7.0), 1)
+    if request.param == "inference_server_serve":
+        with hostile.served(files, DEFAULT_LIMITS) as server:
+            yield f"http://127.0.0.1:{server.port}"
+        return
+    tmp: Path = tmp_path_factory.mktemp("schemathesis")
     ModelCache(tmp / "cache").store(files, registry.verify(files))
     cfg = load_settings({}, api_keys=[API_KEY], admin_keys=[ADMIN_KEY], cache_dir=tmp / "cache",
                         spool_dir=tmp / "spool", store_url=str(tmp / "store"), poll_interval_s=3600)  # fmt: skip
