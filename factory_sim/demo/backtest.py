@@ -337,6 +337,12 @@ class Backtest:
                 "best_craftsman": means[best]["fault_rate"],
                 **{n: means[n]["fault_rate"] for n in crew},
             },
+            "faults": {
+                "line": line.faults,
+                "oracle": policies["oracle"].faults,
+                "best_craftsman": policies[best].faults,
+                **{n: policies[n].faults for n in crew},
+            },
             "cycle_time_s": {n: means[n]["cycle_time_s"] for n in ("line", "oracle", best)},
             "energy_kwh": {n: means[n]["energy_kwh"] for n in ("line", "oracle", best)},
             "fallback_rate": (fallback_total / n_prods) if run_by == MODEL_RUN and n_prods else 0.0,
@@ -345,8 +351,9 @@ class Backtest:
 
 
 def _rounded(obj: Any) -> Any:
+    """Floats to 4 decimals, or 4 significant digits below 1 (fault rates are often 1e-5)."""
     if isinstance(obj, float):
-        return round(obj, 4)
+        return round(obj, 4) if abs(obj) >= 1.0 else float(f"{obj:.4g}")
     if isinstance(obj, dict):
         return {k: _rounded(v) for k, v in obj.items()}
     if isinstance(obj, list):
