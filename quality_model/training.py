@@ -60,6 +60,11 @@ SMOKE_ROWS = 8
 # crew on shift who took them 31 with 33 faults; at 1.0 three to six remain, and no answer got worse.
 TREE_SUPPORT_FACTOR = 1.0
 LEVERAGE_REFUSE_RATIO = 25.0  # out_of_support beyond this multiple of the history's q99.9 leverage
+# out_of_support beyond this multiple of history's own q99 nearest-lot distance. Measured on 3,000 lots
+# drawn uniformly over a box far wider than any season (benchmarks/study_far_lots.py): answers whose true
+# quality is below 80 % of the lot's best or whose fault risk exceeds 1 % are 0-1 % of answers within 2.5x,
+# 10 % in 3-4x and 29 % beyond 4x; beyond 4x lie 0.2 % of the lots of the first quarter a model serves.
+LOT_DISTANCE_REFUSE_RATIO = 4.0
 LOW_QUALITY_THRESHOLD = 30.0  # low_predicted_quality when (q - k * uncertainty) * (1 - risk) is below
 UNCERTAINTY_K = 0.0
 UNCERTAINTY_NEIGHBOURS = 8
@@ -266,6 +271,7 @@ def train(
             "leverage_inv": lev_inv.tolist(),
             "leverage_q999": lev_q999,
             "leverage_refuse_ratio": LEVERAGE_REFUSE_RATIO,
+            "lot_distance_refuse_ratio": LOT_DISTANCE_REFUSE_RATIO,
             "low_quality_threshold": LOW_QUALITY_THRESHOLD,
             "uncertainty_k": UNCERTAINTY_K,
             "uncertainty_neighbours": UNCERTAINTY_NEIGHBOURS,

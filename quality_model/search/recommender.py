@@ -25,7 +25,9 @@ since 2026-12-06): the feasible candidate closest to the prior wins outright; th
 support check and is vetoed for fault risk only where the trees know such lots. Every answer carries
 the lot's distance to history, the prior's leverage and the quality model's local error; a lot beyond
 the leverage limit is refused as ``out_of_support``, a setting expected to be poor where history backs
-the expectation as ``low_predicted_quality`` (docs/model.md gives the measurements behind each rule).
+the expectation as ``low_predicted_quality`` (docs/model.md gives the measurements behind each rule). A lot
+whose nearest training lot lies beyond ``lot_distance_refuse_ratio`` x history's own q99 distance is refused
+as ``out_of_support`` too: there the prior's extrapolation was measured to go wrong.
 """
 
 from __future__ import annotations
@@ -146,6 +148,7 @@ class Recommender:
         self.lev_inv = np.asarray(search.get("leverage_inv", np.zeros((15, 15))), dtype=np.float64)
         self.lev_q999 = float(search.get("leverage_q999", 1.0))
         self.lev_limit = float(search.get("leverage_refuse_ratio", math.inf)) * self.lev_q999
+        self.lot_limit = float(search.get("lot_distance_refuse_ratio", math.inf)) * self.lot_q99
         self.low_quality = float(search.get("low_quality_threshold", -math.inf))
         self.uncertainty_k = float(search.get("uncertainty_k", 0.0))
         self.u_k = int(search.get("uncertainty_neighbours", 8))
@@ -327,6 +330,8 @@ class Recommender:
             out = kernels.search(lot, *self._kernel_args)
             # (best, candidates, feasible, 3 parameters, expected quality, fault risk, quality,
             #  lot distance, leverage, uncertainty, setting's support distance)
+            if out[0] != -2 and out[9] > self.lot_limit:
+                raise self._too_far(out[9])
             if out[0] >= 0:
                 params = {_P0: round(out[3], 3), _P1: round(out[4], 3), _P2: round(out[5], 3)}
                 return self._answer(params, out[6], out[7], out[8], out[1], out[9], out[10], out[11], out[12])
@@ -340,6 +345,8 @@ class Recommender:
                 f"lot figure(s) {', '.join(missing)} not finite: no history to compare", "out_of_support"
             )
         res = self.search_reference(np.asarray(lot, dtype=np.float64))
+        if res.lot_distance > self.lot_limit:
+            raise self._too_far(res.lot_distance)
         if res.best == -3:
             raise self._out_of_support(res.leverage)
         if res.best < 0:
@@ -377,6 +384,13 @@ class Recommender:
         return NoFeasibleSetting(
             f"lot outside the history the model learned from: prior leverage {leverage / self.lev_q999:.1f}x "
             f"the history's 99.9th percentile (limit {self.lev_limit / self.lev_q999:.0f}x)",
+            "out_of_support",
+        )
+
+    def _too_far(self, lot_dist: float) -> NoFeasibleSetting:
+        return NoFeasibleSetting(
+            f"lot outside the history the model learned from: nearest training lot {lot_dist / self.lot_q99:.1f}x "
+            f"the history's 99th-percentile distance (limit {self.lot_limit / self.lot_q99:.0f}x)",
             "out_of_support",
         )
 

@@ -98,6 +98,29 @@ def test_far_outside_history_is_refused_as_out_of_support(model: trainer.Trained
     assert refused.value.reason == "out_of_support"
 
 
+def test_a_lot_far_from_every_training_lot_is_refused_naming_its_distance(
+    model: trainer.TrainedModel,
+) -> None:
+    """A lot whose nearest training lot lies beyond the limit (x history's own q99 distance) is refused:
+    far out the prior's extrapolation was measured to go wrong (benchmarks/study_far_lots.py)."""
+    rec = model.recommender()
+    limit = model.metadata["search"]["lot_distance_refuse_ratio"]
+    near = physics.heldout_lot(3, 0, ORIGIN_NS)
+    # walk from a typical lot towards wet and very hard material until it leaves the limit
+    for step in range(1, 60):
+        lot = (near.moisture + 0.25 * step, near.hardness + 1.0 * step, near.density, near.impurity)
+        try:
+            got = rec.recommend(lot)
+        except NoFeasibleSetting as exc:
+            assert exc.reason == "out_of_support", (lot, exc)
+            assert "nearest training lot" in str(exc), exc  # the distance limit, before the leverage one
+            break
+        assert got.lot_distance <= limit, (lot, got)  # every answer lies inside the limit
+    else:
+        pytest.fail("a lot 15 points wetter and 60 harder than history was answered")
+    assert rec.lot_limit == pytest.approx(limit * rec.lot_q99)
+
+
 def test_every_answer_carries_its_support_and_uncertainty(model: trainer.TrainedModel) -> None:
     rec = model.recommender()
     lot = physics.heldout_lot(3, 0, ORIGIN_NS)
