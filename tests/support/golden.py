@@ -57,7 +57,9 @@ def productions_digests(root: Path, instance: DagsterInstance) -> dict[str, str]
     sensor = build_raw_objects_sensor(lines=[LINE], today=lambda: dt.date.fromisoformat(last))
     cursor = None
     while True:
-        with build_sensor_context(instance=instance, cursor=cursor, resources={"object_store": resource}) as ctx:
+        with build_sensor_context(
+            instance=instance, cursor=cursor, resources={"object_store": resource}
+        ) as ctx:
             result = sensor(ctx)
         for event in result.asset_events:
             instance.report_runless_asset_event(event)
