@@ -9,7 +9,7 @@ productions and the daily aggregates of complete days as partition-range runs of
 runs `max_concurrent_runs` runs at once. CPU utilisation of a stage = CPU seconds of its runs / (stage
 wall x workers): how busy the runs kept the cores (on a machine shared with other work it is lower).
 
-    .venv/bin/python -m benchmarks.bench_fleet --lines L1,L2,L3 --days 365 [--objects DIR] [--storage postgres]
+    .venv/bin/python -m benchmarks.bench_fleet --lines L1,L2,L3 [--days 30 | --days 365] [--objects DIR] [--storage postgres]
 """
 
 from __future__ import annotations
@@ -95,7 +95,9 @@ def child(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lines", default="L1,L2,L3")
-    p.add_argument("--days", type=int, default=365)
+    p.add_argument(
+        "--days", type=int, default=30, help="days of history (the issue's case: 365; hours of history)"
+    )
     p.add_argument("--end-date", default="2026-07-01", help="the history's end (exclusive)")
     p.add_argument("--objects", help="a history written before (else written to a temporary directory)")
     p.add_argument("--storage", default="postgres", choices=("postgres", "sqlite"))
