@@ -35,6 +35,8 @@ DECISIONS_PREFIX = "decisions/"
 """The inference server's decision log: decisions/line=/date=/*.jsonl.zst"""
 QUARANTINE_PREFIX = "quarantine/"
 """Corrupt raw/gap objects, copied with a reason file: quarantine/{original key}"""
+MANIFESTS_PREFIX = "manifests/"
+"""What the raw sensor recorded per partition and tick: manifests/{raw|gaps}/line=/date=/{digest}.json"""
 PREFIXES: dict[str, str] = {
     "raw": RAW_PREFIX,
     "gaps": GAPS_PREFIX,
@@ -42,6 +44,7 @@ PREFIXES: dict[str, str] = {
     "models": MODELS_PREFIX,
     "decisions": DECISIONS_PREFIX,
     "quarantine": QUARANTINE_PREFIX,
+    "manifests": MANIFESTS_PREFIX,
 }
 """Every top-level prefix of the bucket, by kind (docs/data-layout.md lists each one)."""
 
@@ -232,3 +235,22 @@ def quarantine_key(key: str) -> str:
 def quarantine_reason_key(key: str) -> str:
     """The JSON reason file next to a quarantined copy."""
     return f"{quarantine_key(key)}.reason.json"
+
+
+# --------------------------------------------------------------------------------------------- manifests
+
+
+def manifest_prefix(kind: str, line: str, date: dt.date | str) -> str:
+    """Prefix of every manifest the raw sensor wrote for one (kind, line, date) partition: listing it
+    finds every object recorded on the partition (kind 'raw' or 'gaps')."""
+    if kind not in ("raw", "gaps"):
+        raise RawFormatError(f"manifest kind {kind!r} must be 'raw' or 'gaps'")
+    return f"{MANIFESTS_PREFIX}{kind}/line={check_name('line', line)}/date={_date_str(date)}/"
+
+
+def manifest_key(kind: str, line: str, date: dt.date | str, object_keys: Sequence[str]) -> str:
+    """manifests/{kind}/line=/date=/{digest}.json; digest over the sorted object keys it describes, so
+    a tick retried after a crash rewrites the same manifest under the same key."""
+    if not object_keys:
+        raise RawFormatError("a manifest describes at least one object")
+    return f"{manifest_prefix(kind, line, date)}{_digest(sorted(object_keys))}.json"

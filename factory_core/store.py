@@ -4,6 +4,8 @@ The collector, the history generator and the cloud side only ever talk to `Objec
 the demo can run against a directory while production runs against S3 (or an S3-compatible store).
 Contract: `put` is atomic, idempotent and checksum-verified; `list` yields keys in byte order, filtered
 by prefix and strictly after `start_after`; `get` of a missing key raises `ObjectNotFoundError`;
+`get_head(key, n)` (optional; `read_head` falls back to `get`) returns the first n bytes and the
+object's full size, so a reader of headers does not transfer whole objects;
 `delete` of a missing key is a no-op. Every failure is a `StoreError` subclass whose message names the
 operation, the store and the key, so callers can retry on `StoreError` without parsing botocore types.
 """
@@ -32,6 +34,7 @@ __all__ = [
     "S3Store",
     "StoreError",
     "open_store",
+    "read_head",
 ]
 
 CHECKSUM_MODES = ("when_required", "when_supported")
@@ -66,6 +69,16 @@ class ObjectStore(Protocol):
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[str]: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
+
+
+def read_head(store: ObjectStore, key: str, n: int) -> tuple[bytes, int]:
+    """The first `n` bytes of an object and its full size: one ranged read where the backend has
+    `get_head` (local files, S3 Range GET), else a full `get` cut to `n` bytes."""
+    get_head = getattr(store, "get_head", None)
+    if get_head is not None:
+        return get_head(key, n)
+    data = store.get(key)
+    return data[:n], len(data)
 
 
 _BAD_CHARS = re.compile(r"[\x00-\x1f\\]")
@@ -138,6 +151,19 @@ class LocalDirStore:
             raise ObjectNotFoundError(f"local store: {key!r} is a prefix, not an object") from exc
         except OSError as exc:
             raise StoreError(f"local store: get {key!r} failed: {exc}") from exc
+
+    def get_head(self, key: str, n: int) -> tuple[bytes, int]:
+        """First n bytes and the file's size (one open, one read)."""
+        try:
+            with self._path(key).open("rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                return fh.read(n), size
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(f"local store: no object {key!r} under {self.root}") from exc
+        except IsADirectoryError as exc:
+            raise ObjectNotFoundError(f"local store: {key!r} is a prefix, not an object") from exc
+        except OSError as exc:
+            raise StoreError(f"local store: get_head {key!r} failed: {exc}") from exc
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -318,6 +344,26 @@ class S3Store:
         ):
             raise ChecksumMismatchError(f"S3 get {self._where(key)}: body does not match its ETag {etag}")
         return data
+
+    def get_head(self, key: str, n: int) -> tuple[bytes, int]:
+        """Ranged GET of the first n bytes; the full size from Content-Range (ETag covers the whole
+        object, so it is not checked here: the reader validates what it reads itself)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        check_key(key)
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key, Range=f"bytes=0-{n - 1}")
+            data = resp["Body"].read()
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) == "InvalidRange":  # an empty object
+                return b"", 0
+            raise self._fail("get_head", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("get_head", key, exc) from exc
+        content_range = str(resp.get("ContentRange") or "")
+        total = content_range.rsplit("/", 1)[-1] if "/" in content_range else ""
+        size = int(total) if total.isdigit() else len(data)
+        return data[:n], size
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -1,8 +1,8 @@
 """External raw assets: the edge collector writes them, Dagster only records what landed.
 
 Why external (AssetSpec) rather than @asset: no Dagster run produces raw objects; the raw-objects sensor
-records one materialization per landed object on the (line, date) partition it belongs to, which is what
-downstream automation reacts to.
+records, per tick, one materialization per (line, date) partition that objects landed in (naming a
+manifest of every object), which is what downstream automation reacts to.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ raw_sensor_data = AssetSpec(
     key=RAW_ASSET_KEY,
     description=(
         "Raw sensor objects (.fsr, zstd) written by the edge collector under "
-        "raw/line={line}/date={YYYY-MM-DD}/hour={HH}/. One materialization per landed object, recorded by "
-        "the `raw_objects_sensor` with the object key, channels, sequence ranges and sample counts."
+        "raw/line={line}/date={YYYY-MM-DD}/hour={HH}/. The `raw_objects_sensor` records one materialization "
+        "per partition and tick with the objects that landed (count, samples, merged sequence ranges) and "
+        "`manifest`: a JSON object in the store listing every object's key, channels, sequence ranges and "
+        "sample counts (`manifests_of_partition`: every manifest of the partition)."
     ),
     partitions_def=LINE_DAY_PARTITIONS,
     freshness_policy=RAW_FRESHNESS,
@@ -34,7 +36,8 @@ raw_sensor_data = AssetSpec(
     kinds={"s3", "zstd"},
     owners=["team:data-platform"],
     metadata={
-        "key_layout": "raw/line={line}/date={YYYY-MM-DD}/hour={HH}/{line}_{group}_{start}_{digest}.fsr"
+        "key_layout": "raw/line={line}/date={YYYY-MM-DD}/hour={HH}/{line}_{group}_{start}_{digest}.fsr",
+        "manifest_layout": "manifests/raw/line={line}/date={YYYY-MM-DD}/{digest}.json",
     },
 )
 

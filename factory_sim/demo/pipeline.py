@@ -24,7 +24,6 @@ from dagster import (
     BetaWarning,
     DagsterInstance,
     PreviewWarning,
-    build_sensor_context,
     materialize,
 )
 from tqdm import tqdm
@@ -34,12 +33,13 @@ warnings.filterwarnings("ignore", category=BetaWarning)
 warnings.filterwarnings("ignore", category=PreviewWarning)
 
 from factory_assets.aggregates.assets import AGGREGATES_KEY  # noqa: E402
-from factory_assets.definitions import ALL_ASSETS, defs  # noqa: E402
+from factory_assets.definitions import ALL_ASSETS  # noqa: E402
 from factory_assets.model import QUALITY_MODEL_KEY  # noqa: E402
 from factory_assets.model.partitions import quarter_start  # noqa: E402
+from factory_assets.onboard import RecordStats, record_history  # noqa: E402
 from factory_assets.production.assets import PRODUCTIONS_KEY  # noqa: E402
 from factory_assets.production.completeness import reported_day  # noqa: E402
-from factory_assets.raw.partitions import line_day_key  # noqa: E402
+from factory_assets.raw.partitions import configured_lines, line_day_key  # noqa: E402
 from factory_assets.resources.selection import resources_from_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (this file: factory_sim/demo/)
@@ -57,21 +57,15 @@ def step(msg: str) -> None:
 
 
 def record_raw_objects(instance: DagsterInstance, resources: dict[str, Any]) -> tuple[int, str | None]:
-    """Tick the raw-objects sensor until it finds nothing new; report its events like the daemon."""
-    sensor_def = defs.resolve_sensor_def(RAW_SENSOR)
-    cursor: str | None = None
-    recorded = 0
+    """Tick the raw-objects sensor until it finds nothing new, reporting its events like the daemon
+    (`factory-onboard record`'s code); returns the objects recorded and the final cursor."""
     with tqdm(desc="recording raw objects", unit="obj") as bar:
-        while True:
-            with build_sensor_context(instance=instance, cursor=cursor, resources=resources) as ctx:
-                result = sensor_def(ctx)
-            for event in result.asset_events:
-                instance.report_runless_asset_event(event)
-            cursor = result.cursor
-            bar.update(len(result.asset_events))
-            recorded += len(result.asset_events)
-            if not result.asset_events:
-                return recorded, cursor
+
+        def progress(stats: RecordStats) -> None:
+            bar.update(stats.objects - bar.n)
+
+        stats = record_history(instance, resources["object_store"], configured_lines(), progress=progress)
+    return stats.objects, stats.cursor
 
 
 def _dagster(*args: str) -> None:

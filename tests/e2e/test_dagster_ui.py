@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from factory_core.layout import date_prefix
+from factory_assets.raw.manifest import read_manifest
+from factory_core.layout import date_prefix, manifest_prefix
 from factory_core.store import LocalDirStore
 from tests.support.dagster_live import REPO_ROOT, LiveDagster, live_dagster, write_history
 
@@ -150,13 +151,19 @@ def test_partitions_page_shows_the_recorded_partitions(deployment: LiveDagster, 
         expect(_visible_text(page, d.isoformat())).to_have_count(1)
     absent = (DAYS[-1] + dt.timedelta(days=1)).isoformat()
     expect(_visible_text(page, absent)).to_have_count(0)
-    # One line-day: its status, one event per raw object of that day, and the latest object's key.
+    # One line-day: its status and its latest event, which names the manifest of the objects it recorded
+    # (one event per partition and tick, not per object); the partition's manifests list every object.
     _visible_text(page, day).click()
     _visible_text(page, LINE).click()
     expect(_visible_text(page, f"{day}|{LINE}")).to_be_visible()
     expect(_visible_text(page, "Materialized")).to_be_visible()
-    expect(page.get_by_text(f"View all historical events ({len(day_keys)})")).to_be_visible()
-    shown_key = _visible_text(page, re.compile(rf"^raw/line={LINE}/date={day}/hour=\d\d/.+\.fsr$"))
-    expect(shown_key).to_have_count(1)
-    assert shown_key.inner_text().strip() in day_keys
+    shown = _visible_text(page, re.compile(rf"^manifests/raw/line={LINE}/date={day}/[0-9a-f]{{16}}\.json$"))
+    expect(shown).to_have_count(1)
+    assert store.exists(shown.inner_text().strip())
+    listed = [
+        o["key"]
+        for m in store.list(manifest_prefix("raw", LINE, day))
+        for o in read_manifest(store, m)["objects"]
+    ]
+    assert sorted(listed) == sorted(day_keys)
     _screenshot(page, "raw-partitions.png")

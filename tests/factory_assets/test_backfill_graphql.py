@@ -139,3 +139,33 @@ def test_graphql_backfill_materializes_productions_and_aggregates(deployment: Li
         parts = {b["set_by"]: b["productions"] for b in breakdown if b["date"] == day.isoformat()}
         assert parts == dict(collections.Counter(frame["set_by"].to_list()))
         assert sum(parts.values()) == len(truth)
+
+
+def test_factory_onboard_backfills_productions_then_the_complete_days_aggregates_in_ranged_runs(
+    deployment: LiveDagster,
+) -> None:
+    """The onboarding command launches the same backfills through the webserver and waits for them: the
+    productions of the range, then the aggregates of its complete days, each as partition-range runs."""
+    import re
+    import subprocess
+    import sys
+
+    live = deployment
+    _record_raw_partitions(live)
+    first, last = BACKFILL_DAYS[0].isoformat(), BACKFILL_DAYS[-1].isoformat()
+    proc = subprocess.run(
+        [sys.executable, "-m", "factory_assets.onboard", "backfill", "--lines", LINE, "--from", first, "--to", last,
+         "--webserver", live.url],
+        env=live.env(), capture_output=True, text=True, timeout=BACKFILL_TIMEOUT_S * 2, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ids = re.findall(r"^(productions|aggregates) backfill (\S+): (\d+)", proc.stdout, re.M)
+    assert [(kind, int(n)) for kind, _, n in ids] == [("productions", 2), ("aggregates", 2)]
+    for _, backfill_id, _ in ids:
+        state = live.backfill(backfill_id)
+        assert state["status"] == "COMPLETED_SUCCESS" and state["runs"]
+        for run in state["runs"]:
+            tags = {t["key"]: t["value"] for t in run["tags"]}
+            assert run["status"] == "SUCCESS"
+            assert tags["dagster/asset_partition_range_start"] == _partition(BACKFILL_DAYS[0])
+            assert tags["dagster/asset_partition_range_end"] == _partition(BACKFILL_DAYS[-1])

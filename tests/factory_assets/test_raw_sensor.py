@@ -1,5 +1,6 @@
 """The raw-objects sensor: incremental listing with a durable cursor over thousands of keys, late objects,
-events with metadata per object, and quarantine of corrupt objects."""
+one event per partition and tick naming a manifest of every object, a partition's objects found from its
+events in the instance, and quarantine of corrupt objects (header at the sensor, body at the reader)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetMaterialization, AssetObservation, build_sensor_context
+import pytest
+from dagster import (
+    AssetMaterialization,
+    AssetObservation,
+    AssetRecordsFilter,
+    DagsterInstance,
+    build_sensor_context,
+)
 
 from factory_assets.raw.assets import RAW_ASSET_KEY
+from factory_assets.raw.manifest import read_manifest
+from factory_assets.raw.reading import load_window
 from factory_assets.raw.scan import LineCursor, scan_line
 from factory_assets.raw.sensors import build_raw_objects_sensor, dump_cursor, load_cursor
 from factory_assets.resources import LocalObjectStoreResource, S3ObjectStoreResource
+from factory_core.rawformat import RawFormatError, decode_batch
 from factory_core.store import LocalDirStore
 from tests.support.assets import LINE, put_small_object
 
@@ -114,47 +125,115 @@ def _events(result: Any) -> list[Any]:
     return list(result.asset_events)
 
 
-def test_sensor_records_each_object_on_its_partition_and_quarantines_corrupt(tmp_path: Path) -> None:
+def _manifest_keys(store: Any, event: Any) -> list[str]:
+    return [o["key"] for o in read_manifest(store, event.metadata["manifest"].value)["objects"]]
+
+
+def test_sensor_records_one_event_per_partition_naming_every_object_and_quarantines_a_corrupt_header(
+    tmp_path: Path,
+) -> None:
     store = LocalDirStore(tmp_path)
     day0 = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
     t0 = int(day0.timestamp()) * 10**9
     good = [put_small_object(store, LINE, t0 + k * 3_600 * 10**9) for k in range(30)]  # spans two days
     corrupt_key = good[3]
-    store.put(corrupt_key, store.get(corrupt_key)[:-7])  # truncated
+    data = store.get(corrupt_key)
+    store.put(corrupt_key, data[:30] + bytes([data[30] ^ 0xFF]) + data[31:])  # a header byte flipped
     sensor = build_raw_objects_sensor(lines=[LINE], today=lambda: dt.date(2026, 2, 2))
     resource = LocalObjectStoreResource(root=str(tmp_path))
-    ctx = build_sensor_context(cursor=None, resources={"object_store": resource})
-    result = sensor(ctx)
+    result = sensor(build_sensor_context(cursor=None, resources={"object_store": resource}))
     events = _events(result)
     mats = [e for e in events if isinstance(e, AssetMaterialization)]
     obs = [e for e in events if isinstance(e, AssetObservation)]
-    assert len(mats) == 29 and len(obs) == 1
-    assert {m.partition for m in mats} == {"2026-02-01|L1", "2026-02-02|L1"}
-    m = mats[0]
-    assert m.asset_key == RAW_ASSET_KEY
-    assert m.metadata["channels"].value == 1
-    assert m.metadata["samples"].value == 10
-    assert (
-        m.metadata["sequence_ranges"].value["production_id"][1]
-        - m.metadata["sequence_ranges"].value["production_id"][0]
-        == 10
-    )
-    assert corrupt_key in obs[0].description and "truncated" in obs[0].description
+    # One event per (line, day) partition, however many objects landed in it.
+    assert len(mats) == 2 and len(obs) == 1
+    assert [m.partition for m in mats] == ["2026-02-01|L1", "2026-02-02|L1"]
+    assert all(m.asset_key == RAW_ASSET_KEY for m in mats)
+    recorded = [k for m in mats for k in _manifest_keys(store, m)]
+    assert sorted(recorded) == sorted(k for k in good if k != corrupt_key)
+    first = mats[0]
+    assert first.metadata["objects"].value == 24 - 1  # day one's 24 hours, one corrupt
+    assert first.metadata["samples"].value == 23 * 10
+    assert first.metadata["channels"].value == 1
+    # Sequence ranges from the headers: one [from, to) range per 10-sample object (hours apart).
+    ranges = first.metadata["sequence_ranges"].value["production_id"]
+    assert len(ranges) == 23 and all(hi - lo == 10 for lo, hi in ranges)
+    manifest = read_manifest(store, first.metadata["manifest"].value)
+    assert manifest["read"] == "header" and all(o["samples"] == 10 for o in manifest["objects"])
+    # The corrupt header is quarantined (bytes + reason) and observed on its partition.
+    assert corrupt_key in obs[0].description and "checksum" in obs[0].description
+    assert obs[0].partition == "2026-02-01|L1"
     assert store.exists(f"quarantine/{corrupt_key}")
     reason = json.loads(store.get(f"quarantine/{corrupt_key}.reason.json"))
     assert reason["key"] == corrupt_key and reason["reason"]
-    # Same cursor, nothing new: no events. One more object: exactly one event.
+    # Same cursor, nothing new: no events. A late object: one event on exactly its own partition.
     ctx2 = build_sensor_context(cursor=result.cursor, resources={"object_store": resource})
     assert _events(sensor(ctx2)) == []
     late = put_small_object(store, LINE, t0 + 86_400 * 10**9 + 1_800 * 10**9, group="late")
     ctx3 = build_sensor_context(cursor=result.cursor, resources={"object_store": resource})
-    events3 = _events(sensor(ctx3))
-    assert [e.metadata["key"].value for e in events3] == [late]
+    (event3,) = _events(sensor(ctx3))
+    assert event3.partition == "2026-02-02|L1"
+    assert event3.metadata["keys"].value == [late] and _manifest_keys(store, event3) == [late]
     assert load_cursor(dump_cursor(load_cursor(result.cursor))).keys() == {"raw", "gaps"}
 
 
+def test_a_damaged_body_passes_the_header_read_and_is_quarantined_by_the_production_table(
+    tmp_path: Path,
+) -> None:
+    """The sensor reads headers only: a body truncated after its frame header is recorded (the header is
+    sound), and decode_batch, which the production table runs on every object it reads, rejects it."""
+    store = LocalDirStore(tmp_path)
+    t0 = int(dt.datetime(2026, 2, 1, 5, tzinfo=dt.UTC).timestamp()) * 10**9
+    key = put_small_object(store, LINE, t0)
+    store.put(key, store.get(key)[:-7])
+    sensor = build_raw_objects_sensor(lines=[LINE], today=lambda: dt.date(2026, 2, 1))
+    resource = LocalObjectStoreResource(root=str(tmp_path))
+    (event,) = _events(sensor(build_sensor_context(resources={"object_store": resource})))
+    assert isinstance(event, AssetMaterialization) and _manifest_keys(store, event) == [key]
+    with pytest.raises(RawFormatError, match=r"truncated|zstd"):
+        decode_batch(store.get(key))
+    # The production table's reader quarantines it (test_materialize covers the whole run).
+    window = load_window(store, LINE, t0 - 3_600 * 10**9, t0 + 3_600 * 10**9, 0, [])
+    assert [k for k, _ in window.quarantined] == [key] and store.exists(f"quarantine/{key}")
+
+
+def test_a_partitions_objects_are_found_from_its_materializations_in_the_instance(tmp_path: Path) -> None:
+    """What a data team member does from the UI: open the partition's events, follow `manifest` (one
+    tick) or `manifests_of_partition` (every tick), and get every object key of the partition."""
+    store = LocalDirStore(tmp_path / "objects")
+    t0 = int(dt.datetime(2026, 2, 1, tzinfo=dt.UTC).timestamp()) * 10**9
+    first = [
+        put_small_object(store, LINE, t0 + k * 600 * 10**9, group=g) for k in range(40) for g in ("a", "b")
+    ]
+    sensor = build_raw_objects_sensor(lines=[LINE], today=lambda: dt.date(2026, 2, 1))
+    resource = LocalObjectStoreResource(root=str(store.root))
+    with DagsterInstance.ephemeral() as instance:
+        cursor = None
+        late_t = t0 + 20 * 3_600 * 10**9 + 7 * 10**9
+        for tick in range(2):
+            batch = first if tick == 0 else [put_small_object(store, LINE, late_t, group="c")]
+            ctx = build_sensor_context(instance=instance, cursor=cursor, resources={"object_store": resource})
+            result = sensor(ctx)
+            for event in result.asset_events:
+                instance.report_runless_asset_event(event)
+            cursor = result.cursor
+            assert len(result.asset_events) == 1
+            assert _manifest_keys(store, result.asset_events[0]) == sorted(batch)
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=RAW_ASSET_KEY, asset_partitions=["2026-02-01|L1"]), limit=10
+        ).records
+        assert len(records) == 2  # two ticks, two events on the partition
+        latest = records[0].asset_materialization
+        assert latest is not None
+        prefix = latest.metadata["manifests_of_partition"].value
+    found = [o["key"] for m in store.list(prefix) for o in read_manifest(store, m)["objects"]]
+    assert sorted(found) == sorted(store.list(f"raw/line={LINE}/date=2026-02-01/"))
+    assert len(found) == 81
+
+
 def test_sensor_over_s3_with_pagination(moto_server: str, s3_bucket: str) -> None:
-    """Thousands of keys in moto's S3 (several list pages) are recorded once each over a few ticks."""
+    """Thousands of keys in moto's S3 (several list pages) are recorded once each over a few ticks,
+    each read with a ranged GET of its header."""
     resource = S3ObjectStoreResource(bucket=s3_bucket, endpoint_url=moto_server)
     store = resource.get_store()
     day0 = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
@@ -166,9 +245,11 @@ def test_sensor_over_s3_with_pagination(moto_server: str, s3_bucket: str) -> Non
     recorded: list[str] = []
     for _ in range(4):
         result = sensor(build_sensor_context(cursor=cursor, resources={"object_store": resource}))
-        recorded += [e.metadata["key"].value for e in result.asset_events]
+        recorded += [k for e in result.asset_events for k in _manifest_keys(store, e)]
         cursor = result.cursor
     assert sorted(recorded) == sorted(keys) and len(recorded) == len(keys)
+    head, size = store.get_head(keys[0], 64)
+    assert len(head) == 64 and size == len(store.get(keys[0]))
 
 
 def test_sensor_records_gap_objects_on_the_gaps_asset(tmp_path: Path) -> None:
@@ -186,4 +267,6 @@ def test_sensor_records_gap_objects_on_the_gaps_asset(tmp_path: Path) -> None:
     (event,) = _events(sensor(ctx))
     assert event.asset_key == GAPS_ASSET_KEY and event.partition == "2026-02-01|L1"
     assert event.metadata["lost_samples"].value == 60
-    assert event.metadata["key"].value == key
+    assert event.metadata["keys"].value == [key]
+    (lost,) = read_manifest(store, event.metadata["manifest"].value)["objects"][0]["lost"]
+    assert (lost["channel"], lost["from_seq"], lost["to_seq"]) == ("temp_die", 100, 160)

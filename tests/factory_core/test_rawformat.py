@@ -26,6 +26,8 @@ from factory_core.rawformat import (
     decode_gaps,
     encode_batch,
     encode_gaps,
+    header_bytes_needed,
+    read_header,
 )
 
 ORIGIN_NS = 1767225600 * 10**9
@@ -511,3 +513,44 @@ def test_hostile_json_headers() -> None:
     for text in [b"[" * 100_000, b'{"version": ' + b"9" * 5000 + b"}", b'{"channels": NaN}', b"\xff\xfe"]:
         with pytest.raises(RawFormatError, match="header"):
             decode_batch(_raw(text))
+
+
+# ------------------------------------------------------------------------------------ header-only read
+
+
+def test_header_read_from_the_first_bytes_says_what_the_full_decode_says() -> None:
+    data = _valid()
+    needed = header_bytes_needed(data[:18])
+    assert needed < len(data)
+    header = read_header(data[:needed], object_size=len(data))
+    decoded = decode_batch(data)
+    assert (header.line, header.group) == (decoded.line, decoded.group)
+    assert [(c.channel_id, c.first_seq, c.count, c.t_first_ns, c.t_last_ns) for c in header.channels] == [
+        (b.channel_id, b.first_seq, b.count, int(b.t_ns[0]), int(b.t_ns[-1])) for b in decoded.blocks
+    ]
+    assert header.samples == 70 and header.body_len == 16 * 70
+
+
+def test_header_read_rejects_a_corrupt_header_a_missing_body_and_a_frame_of_another_length() -> None:
+    data = _valid()
+    needed = header_bytes_needed(data)
+    flipped = data[:20] + bytes([data[20] ^ 0x01]) + data[21:]
+    with pytest.raises(RawFormatError, match="header checksum mismatch"):
+        read_header(flipped[:needed], object_size=len(data))
+    header, compressed = _split(data)
+    body_start = len(data) - len(compressed)
+    with pytest.raises(RawFormatError, match="body is truncated"):
+        read_header(data[:body_start])
+    with pytest.raises(RawFormatError, match="zstd"):
+        read_header(data[:body_start] + b"not zstd at all, no", object_size=len(data))
+    other = zstandard.ZstdCompressor(write_content_size=True).compress(b"\0" * 32)
+    with pytest.raises(RawFormatError, match="frame declares 32 bytes"):
+        read_header(_join(header, other))
+
+
+def test_header_read_cannot_see_a_damaged_body_which_the_full_decode_rejects() -> None:
+    data = _valid()
+    damaged = data[:-5]
+    read_header(damaged[: header_bytes_needed(damaged)], object_size=len(damaged))
+    with pytest.raises(RawFormatError):
+        decode_batch(damaged)

@@ -221,3 +221,20 @@ def test_local_concurrent_puts_leave_one_whole_object(tmp_path: Path) -> None:
     assert store.get("raw/line=L1/date=2026-01-01/hour=00/k.fsr") in payloads
     assert list(store.list("")) == ["raw/line=L1/date=2026-01-01/hour=00/k.fsr"]
     assert [p.name for p in (tmp_path / "raw/line=L1/date=2026-01-01/hour=00").iterdir()] == ["k.fsr"]
+
+
+def test_read_head_returns_the_first_bytes_and_the_size_with_or_without_get_head(tmp_path: Path) -> None:
+    from factory_core.store import read_head
+
+    store = LocalDirStore(tmp_path)
+    store.put("a/b.bin", bytes(range(200)))
+    assert store.get_head("a/b.bin", 16) == (bytes(range(16)), 200)
+    assert read_head(store, "a/b.bin", 500) == (bytes(range(200)), 200)
+
+    class GetOnly:
+        def get(self, key: str) -> bytes:
+            return store.get(key)
+
+    assert read_head(GetOnly(), "a/b.bin", 3) == (b"\x00\x01\x02", 200)  # type: ignore[arg-type]
+    with pytest.raises(ObjectNotFoundError):
+        store.get_head("a/missing.bin", 16)

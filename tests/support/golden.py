@@ -1,0 +1,108 @@
+"""Golden production tables: SHA-256 of the Parquet bytes of a few fixed simulated line-days.
+
+Why: the ingest path (raw sensor events, backfill runs) may change how partitions are recorded and
+launched, never what a production table holds. The golden was written with the code before issue 15's
+ingest change; `tests/factory_assets/test_golden_productions.py` asserts the current path (history
+written, the raw sensor ticked until it finds nothing new, its events reported to a real instance, the
+productions materialized as one partition-range run) writes byte-identical Parquet.
+
+Regenerate (only when the table's columns change on purpose, e.g. a new dimension column):
+
+    .venv/bin/python -m tests.support.golden --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from dagster import DagsterInstance, build_sensor_context, materialize
+
+from factory_assets.production.assets import productions
+from factory_assets.raw.partitions import line_day_key
+from factory_assets.raw.sensors import build_raw_objects_sensor
+from factory_assets.resources import LocalObjectStoreResource
+from factory_core.layout import processed_key
+from factory_core.store import LocalDirStore
+from factory_sim import history
+
+GOLDEN_PATH = Path(__file__).resolve().parents[1] / "factory_assets" / "golden" / "productions_sha256.json"
+LINE = "L1"
+FIRST_DAY = "2026-03-01"
+DAYS = 4  # history written; the productions of every one of these days are compared
+HISTORY_ARGS = ["--fast-rate-hz", "1", "--object-seconds", "300", "--workers", "1", "--seed", "42"]
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def golden_days() -> list[str]:
+    first = dt.date.fromisoformat(FIRST_DAY)
+    return [(first + dt.timedelta(days=i)).isoformat() for i in range(DAYS)]
+
+
+def productions_digests(root: Path, instance: DagsterInstance) -> dict[str, str]:
+    """Write the golden history under `root`, record it with the raw sensor, materialize the
+    productions of every day in one ranged run; {partition: sha256 of its Parquet bytes}."""
+    objects = root / "objects"
+    argv = ["--days", str(DAYS), "--start-date", FIRST_DAY, "--lines", LINE, "--store", str(objects),
+            *HISTORY_ARGS, "--no-progress"]  # fmt: skip
+    assert history.cli(argv) == 0
+    resource = LocalObjectStoreResource(root=str(objects))
+    last = golden_days()[-1]
+    sensor = build_raw_objects_sensor(lines=[LINE], today=lambda: dt.date.fromisoformat(last))
+    cursor = None
+    while True:
+        with build_sensor_context(
+            instance=instance, cursor=cursor, resources={"object_store": resource}
+        ) as ctx:
+            result = sensor(ctx)
+        for event in result.asset_events:
+            instance.report_runless_asset_event(event)
+        cursor = result.cursor
+        if not result.asset_events:
+            break
+    days = golden_days()
+    run = materialize(
+        [productions],
+        resources={"object_store": resource},
+        instance=instance,
+        tags={RANGE_START: str(line_day_key(LINE, days[0])), RANGE_END: str(line_day_key(LINE, days[-1]))},
+    )
+    assert run.success
+    store = LocalDirStore(objects)
+    return {
+        str(line_day_key(LINE, day)): hashlib.sha256(store.get(processed_key(LINE, day))).hexdigest()
+        for day in days
+    }
+
+
+def load_golden() -> dict[str, str]:
+    return json.loads(GOLDEN_PATH.read_text())["partitions"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Compute (and with --write store) the golden production digests")
+    p.add_argument("--write", action="store_true", help=f"write {GOLDEN_PATH}")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp, DagsterInstance.ephemeral() as instance:
+        digests = productions_digests(Path(tmp), instance)
+    doc = {
+        "what": "SHA-256 of processed/line=/date=/productions.parquet per partition",
+        "history": {"line": LINE, "first_day": FIRST_DAY, "days": DAYS, "args": HISTORY_ARGS},
+        "regenerate": ".venv/bin/python -m tests.support.golden --write",
+        "partitions": digests,
+    }
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    if args.write:
+        GOLDEN_PATH.write_text(text)
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
