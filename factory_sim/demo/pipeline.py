@@ -37,7 +37,7 @@ warnings.filterwarnings("ignore", category=PreviewWarning)
 from factory_assets.aggregates.assets import AGGREGATES_KEY  # noqa: E402
 from factory_assets.definitions import ALL_ASSETS, defs  # noqa: E402
 from factory_assets.dimensions.assets import CREW_ASSET_KEY  # noqa: E402
-from factory_assets.model import QUALITY_MODEL_KEY  # noqa: E402
+from factory_assets.model import MODEL_CHECKS, QUALITY_MODEL_KEY  # noqa: E402
 from factory_assets.model.partitions import quarter_start  # noqa: E402
 from factory_assets.production.assets import PRODUCTIONS_KEY  # noqa: E402
 from factory_assets.production.completeness import reported_day  # noqa: E402
@@ -157,9 +157,12 @@ def load_crew(instance: DagsterInstance, resources: dict[str, Any]) -> None:
 def train_model(instance: DagsterInstance, resources: dict[str, Any], today: dt.date) -> dict[str, Any]:
     """Materialize the current quarter's model (quarter to date) and return what it decided."""
     partition = quarter_start(today.isoformat())
+    # The model's checks run with it (as the quarterly job does): the model page shows their verdicts,
+    # not "Not evaluated".
     result = materialize(
-        ALL_ASSETS,
-        selection=AssetSelection.assets(QUALITY_MODEL_KEY),
+        [*ALL_ASSETS, *MODEL_CHECKS],
+        selection=AssetSelection.assets(QUALITY_MODEL_KEY)
+        | AssetSelection.checks_for_assets(QUALITY_MODEL_KEY),
         resources=resources,
         instance=instance,
         run_config=QUIET,
@@ -172,6 +175,7 @@ def train_model(instance: DagsterInstance, resources: dict[str, Any], today: dt.
     for name in ("version", "promoted", "reason"):
         if name in meta:
             out[name] = meta[name].value
+    out["checks"] = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     return out
 
 
