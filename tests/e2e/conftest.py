@@ -9,39 +9,17 @@ checks what it printed and left; test_data_team_path.py runs `make up` on what i
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT_MS, require_chromium
+from tests.support.demo import DEMO_ARGS, DemoRun, clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_ARGS = "--days 2 --live-seconds 20 --speed 20 --poll-s 3 --lots 60"
-
-
-@dataclass(frozen=True)
-class DemoRun:
-    """A clone on which `make demo` completed: its directory, its stdout and the environment it ran in."""
-
-    clone: Path
-    stdout: str
-    env: dict[str, str]
-
-
-def clean_env() -> dict[str, str]:
-    """The caller's environment without any factory/Dagster/service setting or active venv: a new user's."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("FACTORY_", "DAGSTER_", "EDGE_", "INFERENCE_"))
-    }
-    env.pop("VIRTUAL_ENV", None)
-    return env
 
 
 @pytest.fixture(scope="session")

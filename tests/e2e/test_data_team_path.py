@@ -19,7 +19,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +30,9 @@ import pytest
 from factory_core.layout import RAW_PREFIX, parse_key, processed_key
 from factory_core.store import LocalDirStore
 from factory_sim.demo.services import free_port
-from tests.e2e.conftest import DemoRun
 from tests.support.browser import require_chromium, screenshot, visible_text
 from tests.support.dagster_live import LiveDagster, LiveDagsterError, wait_for
+from tests.support.demo import DemoRun
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -54,7 +53,6 @@ class Stack:
     env: dict[str, str]
     ports: dict[str, int]
     up: subprocess.CompletedProcess[str]
-    keys_before: set[str]
     dagster: LiveDagster
     pids: dict[str, int] = field(default_factory=dict)
     found: dict[str, Any] = field(default_factory=dict)  # what one step hands to the next
@@ -119,9 +117,8 @@ def stack(demo_run: DemoRun) -> Iterator[Stack]:
     clone = demo_run.clone
     ports = {"UI_PORT": free_port(), "API_PORT": free_port(), "SENSOR_PORT": free_port(),
              "METRICS_PORT": free_port()}  # fmt: skip
-    keys_before = _raw_keys(LocalDirStore(clone / "var" / "objects"))
     dagster = StackDagster(root=clone / "var", port=ports["UI_PORT"])
-    stack = Stack(clone, demo_run.env, ports, None, keys_before, dagster)  # type: ignore[arg-type]
+    stack = Stack(clone, demo_run.env, ports, None, dagster)  # type: ignore[arg-type]
     try:
         stack.up = stack.make("up", *(f"{k}={v}" for k, v in ports.items()))
         stack.pids = {p.stem: int(p.read_text()) for p in (clone / "var" / "run").glob("*.pid")}
@@ -216,6 +213,10 @@ def test_the_raw_sensor_is_running_after_make_up(stack: Stack, page: Any) -> Non
     from playwright.sync_api import expect
 
     assert stack.dagster.sensor(RAW_SENSOR)["sensorState"]["status"] == "RUNNING"
+    # The daemon ticks it (every 30 s) from the start: no "Sensor has never run" once the daemon is up.
+    wait_for(
+        "the raw sensor's first tick", lambda: stack.dagster.sensor(RAW_SENSOR)["sensorState"]["ticks"], 90
+    )
     page.goto(f"{stack.dagster.url}/locations/factory_assets/sensors/{RAW_SENSOR}")
     expect(visible_text(page, "Running").first).to_be_visible()
     expect(page.get_by_role("checkbox").first).to_be_checked()  # the sensor's on/off toggle
@@ -226,10 +227,13 @@ def test_the_raw_sensor_is_running_after_make_up(stack: Stack, page: Any) -> Non
 def test_a_live_object_is_recorded_and_its_production_partition_refreshed_within_two_minutes(
     stack: Stack,
 ) -> None:
-    # An object the live collector of `make up` wrote: a raw key the demo did not leave.
+    # An object the live collector of `make up` writes from now on (it uploads one per group per poll,
+    # every 60 s); it landed when its file was written.
+    before = _raw_keys(stack.store)
+
     def new_object() -> tuple[str, float] | None:
-        fresh = sorted(_raw_keys(stack.store) - stack.keys_before)
-        return (fresh[0], time.time()) if fresh else None
+        fresh = sorted(_raw_keys(stack.store) - before)
+        return (fresh[0], (stack.store.root / fresh[0]).stat().st_mtime) if fresh else None
 
     key, landed = wait_for("an object from the live collector", new_object, timeout_s=180, interval_s=1.0)
     info = parse_key(key)
@@ -284,7 +288,8 @@ def test_a_backfill_launched_by_clicking_in_the_ui_completes(stack: Stack, page:
     assert state["status"] == "COMPLETED_SUCCESS", state
     assert state["numPartitions"] == len(days)
     page.goto(f"{stack.dagster.url}/runs/b/{backfill_id}")
-    expect(visible_text(page, "Completed").first).to_be_visible()
+    expect(visible_text(page, "Succeeded").first).to_be_visible()
+    expect(page.get_by_text("100% completed")).to_be_visible()
     screenshot(page, "stack-backfill-completed.png")
     stack.found["backfill"] = {"id": backfill_id, "runs": {r["id"] for r in state["runs"]},
                                "partitions": [f"{d}|{LINE}" for d in days]}  # fmt: skip
@@ -335,6 +340,27 @@ def _latest_count_and_rows(stack: Stack, partition: str) -> tuple[int, int] | No
     again = materializations(stack, PRODUCTIONS_KEY, partition, limit=1)[0]
     same = first["run_id"] == again["run_id"] and first["timestamp"] == again["timestamp"]
     return (first["metadata"]["dagster/row_count"], rows) if same else None
+
+
+def test_the_production_overview_plots_each_partition_s_figures_and_shows_freshness_and_code(
+    stack: Stack, page: Any
+) -> None:
+    """Numeric per-partition metadata is plotted by the UI itself (Metadata > Plots, one point per
+    partition), not only behind "Show Markdown"; the freshness policy and the source link sit beside it."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{stack.dagster.url}/assets/{'/'.join(PRODUCTIONS_KEY)}?view=overview")
+    expect(visible_text(page, "Freshness policy").first).to_be_visible()
+    expect(page.get_by_text("Open assets.py in editor")).to_be_visible()
+    plots = visible_text(page, "Plots").first
+    plots.scroll_into_view_if_needed()
+    plots.click()
+    for figure in ("dagster/row_count", "quality_mean"):
+        expect(visible_text(page, figure).first).to_be_visible()
+    for partition in (stack.found.get("backfill") or {}).get("partitions", [])[:1]:
+        expect(page.get_by_text(partition).first).to_be_attached()  # a partition on the plots' axis
+    visible_text(page, "dagster/row_count").first.scroll_into_view_if_needed()
+    screenshot(page, "stack-production-plots.png")
 
 
 def test_the_model_page_shows_its_checks_with_their_verdicts(stack: Stack, page: Any) -> None:

@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from tests.e2e.conftest import DemoRun
+from tests.support.demo import DemoRun
 
 ROOT = Path(__file__).resolve().parents[2]
 
