@@ -26,6 +26,7 @@ from factory_assets.aggregates.assets import AGGREGATES_KEY, daily_line_aggregat
 from factory_assets.alerting import alerting_resources, alerting_sensors
 from factory_assets.decisions import build_decision_log_sensor, decision_log
 from factory_assets.dimensions.assets import crew
+from factory_assets.dimensions.sensors import crew_roster_sensor
 from factory_assets.model import MODEL_ASSETS, MODEL_CHECKS, MODEL_SCHEDULES
 from factory_assets.performance import PERFORMANCE_ASSETS, build_retrain_sensor, model_performance_automation
 from factory_assets.production.assets import PRODUCTIONS_KEY, productions
@@ -79,6 +80,7 @@ def build_definitions() -> Definitions:
             build_decision_log_sensor(),
             model_performance_automation,
             build_retrain_sensor(),
+            crew_roster_sensor,
             *alerting_sensors,
         ],
         resources={**resources_from_env(), **alerting_resources()},

@@ -3,8 +3,8 @@
 Why an asset: the roster is master data the factory edits by hand; loading it through Dagster validates it
 (a bad row fails the run naming the row, field and rule, and the table keeps its last good content),
 records what was loaded (row count, preview, the roster's digest) and shows in the graph next to the
-tables it explains. The table is replaced in one transaction. Re-materialize after editing the roster
-(the demo does it once). Lots need no asset: the daily aggregates write a day's `lots` rows with its
+tables it explains. The table is replaced in one transaction. `crew_roster_sensor` (sensors.py) requests a
+run when the roster appears or changes; the demo loads it once directly. Lots need no asset: the daily aggregates write a day's `lots` rows with its
 aggregates (aggregates/assets.py).
 """
 

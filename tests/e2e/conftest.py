@@ -3,7 +3,7 @@
 `make demo` in a fresh `git clone` of this repository, as a new user runs it (fewer days, same path): the
 clone installs its own .venv from the lock, then history, the real collector against the live simulator,
 Dagster (sensor, productions, aggregates, model), the inference server and the closed loop. test_demo.py
-checks what it printed and left; test_data_team_path.py runs `make up` on what it left. Also the browser
+checks what it printed and left; test_stack_ui.py runs `make up` on what it left. Also the browser
 (one headless Chromium per session) and a fresh page per test for the modules that walk the Dagster UI.
 """
 

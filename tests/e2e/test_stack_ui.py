@@ -7,7 +7,8 @@ METRICS_PORT) in the clone on which the session's `make demo` ran (tests/e2e/con
 test_demo.py, so the demo runs once per session): the simulated sensor system in real time, the edge
 collector, the inference server, Dagster's webserver and daemon on the demo's instance. Headless Chromium
 drives the UI the way a person does; GraphQL is only read to learn what the UI did (backfill state, event
-metadata), never to act. The tests run in file order: each step is the data team's next one.
+metadata), never to act. The tests run in file order: each step is the data team's next one. (This module
+sorts after test_demo.py, so the demo's own checks see its output before `make up` adds live data.)
 """
 
 from __future__ import annotations
@@ -351,7 +352,7 @@ def test_the_production_overview_plots_each_partition_s_figures_and_shows_freshn
 
     page.goto(f"{stack.dagster.url}/assets/{'/'.join(PRODUCTIONS_KEY)}?view=overview")
     expect(visible_text(page, "Freshness policy").first).to_be_visible()
-    expect(page.get_by_text("Open assets.py in editor")).to_be_visible()
+    expect(page.get_by_role("link", name=re.compile(r"^Open assets\.py"))).to_be_visible()
     plots = visible_text(page, "Plots").first
     plots.scroll_into_view_if_needed()
     plots.click()
