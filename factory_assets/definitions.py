@@ -1,7 +1,8 @@
 """The code location: assets, checks, sensors, schedules and resources of the factory data platform.
 
 Resources are chosen from the environment here (and only here): see resources/selection.py. ASSETS is the
-data graph (raw -> productions -> aggregates); ALL_ASSETS adds the quarterly model (factory_assets/model/),
+data graph (raw -> productions -> aggregates, with the `lots` dimension; the `crew` dimension from the
+factory's roster); ALL_ASSETS adds the quarterly model (factory_assets/model/),
 downstream of both, and the AI's record: the inference server's decision log (external, factory_assets/decisions/)
 joined with the production table in `model_performance` (factory_assets/performance/), whose failed check
 pages through the alerting sensors and requests a retrain (performance/retrain.py). Alerting (factory_assets/alerting/) adds run-failure, failed-check and freshness
@@ -24,6 +25,8 @@ from dagster import (
 from factory_assets.aggregates.assets import AGGREGATES_KEY, daily_line_aggregates
 from factory_assets.alerting import alerting_resources, alerting_sensors
 from factory_assets.decisions import build_decision_log_sensor, decision_log
+from factory_assets.dimensions.assets import crew
+from factory_assets.dimensions.sensors import crew_roster_sensor
 from factory_assets.model import MODEL_ASSETS, MODEL_CHECKS, MODEL_SCHEDULES
 from factory_assets.performance import PERFORMANCE_ASSETS, build_retrain_sensor, model_performance_automation
 from factory_assets.production.assets import PRODUCTIONS_KEY, productions
@@ -40,6 +43,7 @@ ASSETS = list(
             raw_sensor_gaps,
             productions,
             daily_line_aggregates,
+            crew,
         ]
     )
 )
@@ -76,6 +80,7 @@ def build_definitions() -> Definitions:
             build_decision_log_sensor(),
             model_performance_automation,
             build_retrain_sensor(),
+            crew_roster_sensor,
             *alerting_sensors,
         ],
         resources={**resources_from_env(), **alerting_resources()},

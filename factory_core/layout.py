@@ -37,6 +37,8 @@ QUARANTINE_PREFIX = "quarantine/"
 """Corrupt raw/gap objects, copied with a reason file: quarantine/{original key}"""
 MANIFESTS_PREFIX = "manifests/"
 """What the raw sensor recorded per partition and tick: manifests/{raw|gaps}/line=/date=/{digest}.json"""
+MASTER_PREFIX = "master/"
+"""The factory's master data (not sensor data): master/crew.csv, the crew roster (factory_core/crew.py)"""
 PREFIXES: dict[str, str] = {
     "raw": RAW_PREFIX,
     "gaps": GAPS_PREFIX,
@@ -45,6 +47,7 @@ PREFIXES: dict[str, str] = {
     "decisions": DECISIONS_PREFIX,
     "quarantine": QUARANTINE_PREFIX,
     "manifests": MANIFESTS_PREFIX,
+    "master": MASTER_PREFIX,
 }
 """Every top-level prefix of the bucket, by kind (docs/data-layout.md lists each one)."""
 
@@ -53,6 +56,8 @@ GAPS_SUFFIX = ".fsg"
 PRODUCTIONS_FILE = "productions.parquet"
 VERSIONS_PREFIX = f"{MODELS_PREFIX}versions/"
 POINTER_KEY = f"{MODELS_PREFIX}serving.json"
+CREW_KEY = f"{MASTER_PREFIX}crew.csv"
+"""The crew roster the factory maintains: code (as on the machine's set_by channel), name, skill."""
 _VERSION_RE = re.compile(r"^v(\d{5})-[0-9a-f]{12}$")
 
 
@@ -60,7 +65,7 @@ _VERSION_RE = re.compile(r"^v(\d{5})-[0-9a-f]{12}$")
 class KeyInfo:
     """What an object key says about its object (parsed by `parse_key`)."""
 
-    kind: str  # "raw" | "gaps" | "processed" | "models"
+    kind: str  # "raw" | "gaps" | "processed" | "models" | "master"
     line: str | None
     date: dt.date | None
     hour: int | None  # raw only
@@ -185,7 +190,11 @@ def parse_key(key: str) -> KeyInfo:
         return KeyInfo("processed", m["line"], dt.date.fromisoformat(m["date"]), None, None, None, None, key)
     if key.startswith(MODELS_PREFIX):
         return KeyInfo("models", None, None, None, None, None, None, key)
-    raise RawFormatError(f"key {key!r} does not follow the raw/, gaps/, processed/ or models/ layout")
+    if key.startswith(MASTER_PREFIX):
+        return KeyInfo("master", None, None, None, None, None, None, key)
+    raise RawFormatError(
+        f"key {key!r} does not follow the raw/, gaps/, processed/, models/ or master/ layout"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ models

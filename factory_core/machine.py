@@ -68,6 +68,15 @@ SETPOINT_COLUMN: dict[str, str] = {p: f"sp_{p}" for p in PARAMETERS}
 """Column of each lot figure and setpoint in the per-production table (and slow channel names)."""
 
 
+def lot_id(line: str, production_id: int) -> str:
+    """The id of the raw-material lot a production consumed: '{line}-{production_id}'.
+
+    One lot per production: the line's lot number is its production counter (the simulator draws lot
+    `production_id` for each production; the control loop sends this id to the inference server, whose
+    decision log records it). The warehouse's `lots` table keys the lot figures by it."""
+    return f"{line}-{int(production_id)}"
+
+
 def set_by_label(code: int) -> str:
     """'craftsman:NN' for codes 1..99, 'model:vN' for 1000+N (0 = unknown)."""
     if code >= MODEL_CODE_BASE:

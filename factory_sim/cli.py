@@ -12,6 +12,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("factory_sim.server", "run the sensor-system TCP server for a simulated line"),
     "history": ("factory_sim.history", "write N days of raw objects straight into a store"),
+    "roster": ("factory_sim.roster", "write the crew roster (the factory's master data) into a store"),
     "run": ("factory_sim.control", "run the control-system loop for N productions"),
     "evaluate": (
         "factory_sim.demo.evaluate",

@@ -16,6 +16,7 @@ from factory_core.machine import (
     PARAMETERS,
     QUALITY_FIGURES,
     SAFETY_RANGES,
+    lot_id,
 )
 from factory_sim.config import NS_PER_S, ORIGIN_NS
 from factory_sim.noise import derive_key, normal_at, uniform_at
@@ -228,7 +229,7 @@ def draw_lot(seed: int, line: str, t_ns: int, index: int) -> Lot:
         figs[name] = _clip(value, *LOT_LIMITS[name])
     figs["impurity"] = round(figs["impurity"], 4)
     return Lot(
-        lot_id=f"{line}-{index}",
+        lot_id=lot_id(line, index),
         moisture=round(figs["moisture"], 4),
         hardness=round(figs["hardness"], 3),
         density=round(figs["density"], 5),

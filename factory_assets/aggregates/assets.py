@@ -23,14 +23,14 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
-    TableColumn,
-    TableSchema,
     asset,
 )
 
 from factory_assets.aggregates.automation import aggregates_condition
 from factory_assets.aggregates.compute import breakdown_rows, daily_row
 from factory_assets.aggregates.tables import DAILY_LINE_AGGREGATES, DAILY_SET_BY_BREAKDOWN
+from factory_assets.dimensions.compute import lot_rows
+from factory_assets.dimensions.tables import LOTS
 from factory_assets.markdown import md_table
 from factory_assets.production.assets import MAX_PARTITIONS_PER_RUN
 from factory_assets.production.checks import check_metadata
@@ -38,21 +38,18 @@ from factory_assets.production.completeness import PRODUCTIONS_KEY, reported_day
 from factory_assets.raw.partitions import LINE_DAY_PARTITIONS, split_key
 from factory_assets.resources.object_store import ObjectStoreResource
 from factory_assets.resources.warehouse import WarehouseResource
+from factory_assets.schema import table_schema
 from factory_core.layout import processed_key
 from factory_core.store import ObjectNotFoundError
 
 AGGREGATES_KEY = AssetKey(["aggregates", "daily_line_aggregates"])
 
 CHECKS = {
-    "aggregates_match_productions": "Warehouse production count and breakdown totals equal the Parquet rows.",
+    "aggregates_match_productions": (
+        "Warehouse production count, breakdown totals and the day's lots equal the Parquet rows."
+    ),
     "aggregates_quality_range": "Quality mean and quantiles lie in [0, 100] and p10 <= p50 <= p90.",
 }
-
-
-def _schema(table: Any) -> TableSchema:
-    return TableSchema(
-        columns=[TableColumn(c.name, str(c.type), description=c.comment or "") for c in table.columns]
-    )
 
 
 @asset(
@@ -60,7 +57,8 @@ def _schema(table: Any) -> TableSchema:
     description=(
         "Daily aggregates per line and day in the warehouse: production count, QA quality mean and "
         "p10/p50/p90, fault counts by kind, run hours, throughput, cycle time, energy; plus a per-craftsman / "
-        "per-model-version breakdown (table daily_set_by_breakdown). Written only for complete days."
+        "per-model-version breakdown (table daily_set_by_breakdown) and the day's lots (dimension table "
+        "lots: lot id and figures per production). Written only for complete days."
     ),
     partitions_def=LINE_DAY_PARTITIONS,
     deps=[PRODUCTIONS_KEY],
@@ -70,7 +68,7 @@ def _schema(table: Any) -> TableSchema:
     group_name="aggregates",
     kinds={"sql", "polars"},
     owners=["team:data-platform"],
-    code_version="1",
+    code_version="2",
 )
 def daily_line_aggregates(
     context: AssetExecutionContext, object_store: ObjectStoreResource, warehouse: WarehouseResource
@@ -107,18 +105,23 @@ def daily_line_aggregates(
             ) from exc
         row = daily_row(line, date, frame)
         parts = breakdown_rows(line, date, frame)
+        lots = lot_rows(line, date, frame)
+        day_keys = {"line": line, "date": row["date"]}
         warehouse.replace_partition(
             [
-                (DAILY_LINE_AGGREGATES, {"line": line, "date": row["date"]}, [row]),
-                (DAILY_SET_BY_BREAKDOWN, {"line": line, "date": row["date"]}, parts),
+                (DAILY_LINE_AGGREGATES, day_keys, [row]),
+                (DAILY_SET_BY_BREAKDOWN, day_keys, parts),
+                (LOTS, day_keys, lots),
             ]
         )
-        stored = warehouse.fetch(DAILY_LINE_AGGREGATES, {"line": line, "date": row["date"]})
-        stored_parts = warehouse.fetch(DAILY_SET_BY_BREAKDOWN, {"line": line, "date": row["date"]})
+        stored = warehouse.fetch(DAILY_LINE_AGGREGATES, day_keys)
+        stored_parts = warehouse.fetch(DAILY_SET_BY_BREAKDOWN, day_keys)
+        stored_lots = warehouse.fetch(LOTS, day_keys)
         matches = (
             bool(stored)
             and stored[0]["productions"] == frame.height
             and (sum(p["productions"] for p in stored_parts) == frame.height)
+            and len(stored_lots) == frame.height
         )
         qs = [row["quality_p10"], row["quality_p50"], row["quality_p90"], row["quality_mean"]]
         quality_ok = not (
@@ -131,7 +134,7 @@ def daily_line_aggregates(
             bad_quality.append(str(pk))
         total_breakdown += len(parts)
         context.add_asset_metadata(
-            _partition_metadata(row, parts, frame.height, warehouse.describe())
+            _partition_metadata(row, parts, len(lots), frame.height, warehouse.describe())
             | check_metadata(
                 {"aggregates_match_productions": matches, "aggregates_quality_range": quality_ok}
             ),
@@ -158,15 +161,17 @@ PREVIEW = ("line", "date", "productions", "quality_mean", "quality_p10", "qualit
 
 
 def _partition_metadata(
-    row: dict[str, Any], parts: list[dict[str, Any]], productions: int, where: str
+    row: dict[str, Any], parts: list[dict[str, Any]], lots: int, productions: int, where: str
 ) -> dict[str, Any]:
     """One partition's figures: its warehouse row (numbers plot across partitions), previews, schemas."""
     md: dict[str, Any] = {
         "dagster/row_count": 1,
-        "dagster/column_schema": _schema(DAILY_LINE_AGGREGATES),
+        "dagster/column_schema": table_schema(DAILY_LINE_AGGREGATES),
         "productions": productions,
         "breakdown_rows": len(parts),
-        "breakdown_schema": _schema(DAILY_SET_BY_BREAKDOWN),
+        "breakdown_schema": table_schema(DAILY_SET_BY_BREAKDOWN),
+        "lots": lots,
+        "lots_schema": table_schema(LOTS),
         "warehouse": where,
         "preview": MetadataValue.md(md_table(pl.DataFrame([row]).select(PREVIEW))),
         "breakdown_preview": MetadataValue.md(md_table(pl.DataFrame(parts)) if parts else "_none_"),

@@ -32,7 +32,8 @@ class WarehouseResource(ConfigurableResource):
     def replace_partition(
         self, replacements: Sequence[tuple[sa.Table, Mapping[str, Any], Sequence[Mapping[str, Any]]]]
     ) -> None:
-        """For each (table, keys, rows): delete rows matching `keys`, insert `rows`; all in ONE transaction.
+        """For each (table, keys, rows): delete rows matching `keys` (all rows when `keys` is empty), insert
+        `rows`; all in ONE transaction.
 
         Readers never see a half-written day, and re-running is idempotent.
         """
@@ -42,8 +43,10 @@ class WarehouseResource(ConfigurableResource):
             for table, keys, rows in replacements:
                 bound = _bind(table, schema)
                 bound.metadata.create_all(conn, tables=[bound], checkfirst=True)
-                cond = sa.and_(*[bound.c[k] == v for k, v in keys.items()])
-                conn.execute(bound.delete().where(cond))
+                delete = bound.delete()  # empty keys: the whole table (a dimension replaced at once)
+                if keys:
+                    delete = delete.where(sa.and_(*[bound.c[k] == v for k, v in keys.items()]))
+                conn.execute(delete)
                 if rows:
                     conn.execute(bound.insert(), [dict(r) for r in rows])
 

@@ -5,8 +5,9 @@ until it has recorded every object (events reported to the instance exactly as t
 its cursor to the daemon (`dagster sensor cursor --set`, then `dagster sensor start`: setting a cursor on
 a sensor without stored state creates that state STOPPED, overriding the sensor's default RUNNING, and
 live objects would never be recorded) so `make up` continues from there, then
-materialize partition ranges (one run per chunk, as BackfillPolicy does) of the per-production table,
-the daily aggregates and the current quarter's model. The UI then shows all of it.
+load the crew roster (master/crew), materialize partition ranges (one run per chunk, as BackfillPolicy
+does) of the per-production table, the daily aggregates (with the day's lots) and the current quarter's
+model. The UI then shows all of it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ warnings.filterwarnings("ignore", category=PreviewWarning)
 
 from factory_assets.aggregates.assets import AGGREGATES_KEY  # noqa: E402
 from factory_assets.definitions import ALL_ASSETS  # noqa: E402
-from factory_assets.model import QUALITY_MODEL_KEY  # noqa: E402
+from factory_assets.dimensions.assets import CREW_ASSET_KEY  # noqa: E402
+from factory_assets.model import MODEL_CHECKS, QUALITY_MODEL_KEY  # noqa: E402
 from factory_assets.model.partitions import quarter_start  # noqa: E402
 from factory_assets.onboard import RecordStats, record_history  # noqa: E402
 from factory_assets.production.assets import PRODUCTIONS_KEY  # noqa: E402
@@ -133,12 +135,28 @@ def consecutive(days: list[dt.date]) -> list[list[dt.date]]:
     return runs
 
 
+def load_crew(instance: DagsterInstance, resources: dict[str, Any]) -> None:
+    """Materialize master/crew: the roster the history stage wrote, as the warehouse's crew table."""
+    result = materialize(
+        ALL_ASSETS,
+        selection=AssetSelection.assets(CREW_ASSET_KEY),
+        resources=resources,
+        instance=instance,
+        run_config=QUIET,
+    )
+    if not result.success:
+        raise SystemExit("demo: loading the crew roster (master/crew) failed")
+
+
 def train_model(instance: DagsterInstance, resources: dict[str, Any], today: dt.date) -> dict[str, Any]:
     """Materialize the current quarter's model (quarter to date) and return what it decided."""
     partition = quarter_start(today.isoformat())
+    # The model's checks run with it (as the quarterly job does): the model page shows their verdicts,
+    # not "Not evaluated".
     result = materialize(
-        ALL_ASSETS,
-        selection=AssetSelection.assets(QUALITY_MODEL_KEY),
+        [*ALL_ASSETS, *MODEL_CHECKS],
+        selection=AssetSelection.assets(QUALITY_MODEL_KEY)
+        | AssetSelection.checks_for_assets(QUALITY_MODEL_KEY),
         resources=resources,
         instance=instance,
         run_config=QUIET,
@@ -151,6 +169,7 @@ def train_model(instance: DagsterInstance, resources: dict[str, Any], today: dt.
     for name in ("version", "promoted", "reason"):
         if name in meta:
             out[name] = meta[name].value
+    out["checks"] = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     return out
 
 
@@ -162,6 +181,8 @@ def run_pipeline(today: dt.date, days: int, line: str) -> dict[str, Any]:
     recorded, cursor = record_raw_objects(instance, resources)
     step("handing the raw sensor over to the daemon of `make up` (cursor, RUNNING)")
     hand_cursor_to_daemon(cursor)
+    step("the crew roster into the warehouse (master/crew: names of the set_by codes)")
+    load_crew(instance, resources)
     step(
         f"per-production tables, then daily aggregates, in runs of {CHUNK_DAYS} days (one line-day takes a few s)"
     )

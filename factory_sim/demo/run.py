@@ -92,6 +92,8 @@ class Demo:
                 "3600",
             ]
         )
+        # The factory's master data beside its sensor data: the crew roster (names of the set_by codes).
+        _run([str(BIN / "factory-sim"), "roster", "--store", str(self.objects)], capture=True)
 
     def live(self) -> dict[str, Any]:
         seconds = self.args.live_seconds

@@ -122,6 +122,45 @@ def stop_groups(procs: Iterable[subprocess.Popen[bytes]], grace_s: float, sweep:
                 proc.wait(timeout=5)
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group `pgid`, from /proc (Linux)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # /proc/<pid>/stat: "pid (comm) state ppid pgrp ..."; comm may hold spaces and parentheses.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def stop_process_groups(pgids: Iterable[int], grace_s: float, poll_s: float = 0.2) -> list[int]:
+    """SIGTERM each process group, wait until every member of every group is gone, SIGKILL what is left
+    after `grace_s`; returns the groups that had to be killed.
+
+    Waiting for the whole group, not only its leader: a leader (the Dagster daemon, the webserver) can exit
+    before its children (code servers, run workers) do, and those must not outlive `make down`."""
+    pgids = list(pgids)
+    for pgid in pgids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(group_members(g) for g in pgids):
+        time.sleep(poll_s)
+    killed = [g for g in pgids if group_members(g)]
+    for pgid in killed:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and any(group_members(g) for g in killed):
+        time.sleep(poll_s)
+    return killed
+
+
 @dataclass
 class Service:
     """One subprocess with a log file and a readiness probe."""
@@ -170,8 +209,11 @@ class Service:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, grace_s: float = 15.0) -> int | None:
-        """SIGTERM the process group, SIGKILL after `grace_s`; returns the exit code."""
+        """SIGTERM the process group, SIGKILL after `grace_s`; returns the exit code. The whole group is
+        waited for, not only the service's own process (its children must not outlive it)."""
         if self.proc is None:
             return None
-        stop_groups([self.proc], grace_s)
+        stop_process_groups([self.proc.pid], grace_s)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
         return self.proc.returncode

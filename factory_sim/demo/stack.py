@@ -18,13 +18,11 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import sys
-import time
 from pathlib import Path
 
-from factory_sim.demo.services import Service, ServiceError, http_ok
+from factory_sim.demo.services import Service, ServiceError, group_members, http_ok, stop_process_groups
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (this file: factory_sim/demo/)
 VAR = ROOT / "var"
@@ -234,16 +232,13 @@ def _alive(pid: int) -> bool:
 
 
 def down(grace_s: float = 20.0) -> int:
+    """Stop every service of the pid files: each one's whole process group (a service started by `up` leads
+    its own group), so children that outlive their leader (the daemon's code server, run workers) stop too."""
     for pidfile in sorted(RUN.glob("*.pid")):
         pid = int(pidfile.read_text())
-        if _alive(pid):
-            os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + grace_s
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if _alive(pid):
-                os.killpg(pid, signal.SIGKILL)
-            print(f"{pidfile.stem}: stopped")
+        if group_members(pid):
+            killed = stop_process_groups([pid], grace_s)
+            print(f"{pidfile.stem}: stopped" + (" (killed after the grace period)" if killed else ""))
         pidfile.unlink()
     return 0
 

@@ -1,17 +1,16 @@
 """The Dagster UI in a real browser: the asset graph and a partitions page show what landed.
 
 Real `dagster-webserver` + daemon on loopback (tests/support/dagster_live.py) with two days of `factory-sim history`
-recorded by the daemon's raw-objects sensor; headless Debian Chromium driven by Playwright. Screenshots go
-to test-artifacts/ (git-ignored) so a reviewer can see what the assertions saw.
+recorded by the daemon's raw-objects sensor; headless Debian Chromium driven by Playwright (the `browser` and
+`page` fixtures of tests/e2e/conftest.py, helpers in tests/support/browser.py). Screenshots go to
+test-artifacts/ (git-ignored) so a reviewer can see what the assertions saw.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,14 +18,11 @@ import pytest
 from factory_assets.raw.manifest import read_manifest
 from factory_core.layout import date_prefix, manifest_prefix
 from factory_core.store import LocalDirStore
-from tests.support.dagster_live import REPO_ROOT, LiveDagster, live_dagster, write_history
+from tests.support.browser import require_chromium, screenshot, visible_text
+from tests.support.dagster_live import LiveDagster, live_dagster, write_history
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]  # fmt: skip
-ARTIFACTS = REPO_ROOT / "test-artifacts"
 LINE = "L1"
 RAW_SENSOR = "raw_objects_sensor"
 RAW_KEY = ["raw", "raw_sensor_data"]
@@ -40,25 +36,13 @@ REQUIRED_ASSETS = {
 TODAY = dt.datetime.now(dt.UTC).date()
 DAYS = [TODAY - dt.timedelta(days=k) for k in (5, 4)]  # before the sensor's late window, inside partitions
 START = DAYS[0] - dt.timedelta(days=2)  # FACTORY_START_DATE: 8 partitions, 2 of them recorded (25 %)
-UI_TIMEOUT_MS = 60_000
-
 ASSET_KEYS_QUERY = "query { assetNodes { assetKey { path } } }"
-
-
-def _require_chromium() -> None:
-    """In CI a missing browser is a failure (the Makefile's system-deps installs it); locally a skip."""
-    if CHROMIUM.exists():
-        return
-    message = f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver (make system-deps)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDagster]:
     """Webserver and daemon with the history's raw partitions recorded (automation sensors off)."""
-    _require_chromium()
+    require_chromium()
     root = tmp_path_factory.mktemp("dagster_ui")
     with live_dagster(root, {"FACTORY_START_DATE": START.isoformat()}) as live:
         write_history(live.store_dir, DAYS[0].isoformat(), len(DAYS), LINE)
@@ -70,50 +54,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDagster
         yield live
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh page; the first-visit 'Join the Dagster community' dialog is dismissed whenever it shows."""
-    context = browser.new_context(viewport={"width": 2560, "height": 1400})
-    pg = context.new_page()
-    pg.set_default_timeout(UI_TIMEOUT_MS)
-    pg.add_locator_handler(pg.get_by_role("button", name="Skip"), lambda skip: skip.click())
-    try:
-        yield pg
-    finally:
-        context.close()
-
-
-def _screenshot(page: Any, name: str) -> Path:
-    """Save a screenshot (after dismissing the community dialog, which would cover the page)."""
-    skip = page.get_by_role("button", name="Skip")
-    if skip.is_visible():
-        skip.click()
-        skip.wait_for(state="hidden")
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path))
-    assert path.stat().st_size > 10_000, f"{path} looks empty"
-    return path
-
-
-def _visible_text(page: Any, text: str | re.Pattern[str]) -> Any:
-    """Visible elements whose whole text is `text` (the UI keeps hidden copies for truncation)."""
-    return page.get_by_text(text, exact=True).filter(visible=True)  # `exact` is ignored for patterns
-
-
 def test_asset_graph_shows_every_asset(deployment: LiveDagster, page: Any) -> None:
     from playwright.sync_api import expect
 
@@ -122,16 +62,16 @@ def test_asset_graph_shows_every_asset(deployment: LiveDagster, page: Any) -> No
     page.goto(f"{deployment.url}/asset-groups")
     expect(page.get_by_text("Global asset lineage")).to_be_visible()
     for group in sorted({key[0] for key in served}):
-        expect(_visible_text(page, group).first).to_be_visible()
+        expect(visible_text(page, group).first).to_be_visible()
     # Groups start collapsed; the graph's own shortcut (⌥E, "Expand all groups") opens them.
     page.locator("body").press("Alt+e")
     for key in sorted(served):
-        expect(_visible_text(page, key[-1]).first).to_be_visible()
+        expect(visible_text(page, key[-1]).first).to_be_visible()
     # Partition counts and fill on the nodes: raw has the history's days out of the configured range.
     n_partitions = (TODAY - START).days + 1  # the date dimension ends today (end_offset=1)
-    expect(_visible_text(page, f"{n_partitions} partitions").first).to_be_visible()
-    expect(_visible_text(page, f"{round(100 * len(DAYS) / n_partitions)}% filled")).to_have_count(1)
-    _screenshot(page, "asset-graph.png")
+    expect(visible_text(page, f"{n_partitions} partitions").first).to_be_visible()
+    expect(visible_text(page, f"{round(100 * len(DAYS) / n_partitions)}% filled")).to_have_count(1)
+    screenshot(page, "asset-graph.png")
 
 
 def test_partitions_page_shows_the_recorded_partitions(deployment: LiveDagster, page: Any) -> None:
@@ -148,16 +88,16 @@ def test_partitions_page_shows_the_recorded_partitions(deployment: LiveDagster, 
     expect(page.get_by_role("checkbox", name="Missing")).not_to_be_checked()
     expect(page.get_by_text(f"{len(DAYS)} Partitions Selected")).to_be_visible()
     for d in DAYS:
-        expect(_visible_text(page, d.isoformat())).to_have_count(1)
+        expect(visible_text(page, d.isoformat())).to_have_count(1)
     absent = (DAYS[-1] + dt.timedelta(days=1)).isoformat()
-    expect(_visible_text(page, absent)).to_have_count(0)
+    expect(visible_text(page, absent)).to_have_count(0)
     # One line-day: its status and its latest event, which names the manifest of the objects it recorded
     # (one event per partition and tick, not per object); the partition's manifests list every object.
-    _visible_text(page, day).click()
-    _visible_text(page, LINE).click()
-    expect(_visible_text(page, f"{day}|{LINE}")).to_be_visible()
-    expect(_visible_text(page, "Materialized")).to_be_visible()
-    shown = _visible_text(page, re.compile(rf"^manifests/raw/line={LINE}/date={day}/[0-9a-f]{{16}}\.json$"))
+    visible_text(page, day).click()
+    visible_text(page, LINE).click()
+    expect(visible_text(page, f"{day}|{LINE}")).to_be_visible()
+    expect(visible_text(page, "Materialized")).to_be_visible()
+    shown = visible_text(page, re.compile(rf"^manifests/raw/line={LINE}/date={day}/[0-9a-f]{{16}}\.json$"))
     expect(shown).to_have_count(1)
     assert store.exists(shown.inner_text().strip())
     listed = [
@@ -166,4 +106,4 @@ def test_partitions_page_shows_the_recorded_partitions(deployment: LiveDagster, 
         for o in read_manifest(store, m)["objects"]
     ]
     assert sorted(listed) == sorted(day_keys)
-    _screenshot(page, "raw-partitions.png")
+    screenshot(page, "raw-partitions.png")

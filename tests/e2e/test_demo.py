@@ -2,7 +2,8 @@
 
 The clone installs its own .venv from the lock with `make`, then runs the whole demo: history, the real
 collector against the live simulator, Dagster (sensor, productions, aggregates, model), the inference
-server pulling the model and the closed loop. docs/analysis.md's snippets then run on what it produced.
+server pulling the model and the closed loop (the session fixture `demo_run`, tests/e2e/conftest.py).
+docs/analysis.md's snippets then run on what it produced.
 """
 
 from __future__ import annotations
@@ -11,43 +12,16 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from factory_sim.craftsmen import BY_NAME
+from tests.support.demo import DemoRun
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_ARGS = "--days 2 --live-seconds 20 --speed 20 --poll-s 3 --lots 60"
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    clone = tmp_path_factory.mktemp("clone") / "repo"
-    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("FACTORY_", "DAGSTER_", "EDGE_", "INFERENCE_"))
-    }
-    env.pop("VIRTUAL_ENV", None)
-    proc = subprocess.run(
-        ["make", "demo", f"DEMO_ARGS={DEMO_ARGS}"],
-        cwd=clone,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        check=False,
-    )
-    out = proc.stdout + proc.stderr
-    (ROOT / "test-artifacts").mkdir(exist_ok=True)
-    (ROOT / "test-artifacts" / "demo-output.txt").write_text(out)
-    assert proc.returncode == 0, out[-6000:]
-    yield clone, proc.stdout
-
-
-def test_demo_prints_the_model_against_every_craftsman(demo_run: tuple[Path, str]) -> None:
-    clone, stdout = demo_run
+def test_demo_prints_the_model_against_every_craftsman(demo_run: DemoRun) -> None:
+    clone, stdout = demo_run.clone, demo_run.stdout
     table = stdout[stdout.index("policy  ") :]
     for name in ("model (inference server)", "oracle", "anna (expert)", "emil (novice)"):
         assert name in table, name
@@ -55,31 +29,37 @@ def test_demo_prints_the_model_against_every_craftsman(demo_run: tuple[Path, str
     summary = json.loads((clone / "var" / "demo-summary.json").read_text())
     assert summary["pipeline"]["raw_objects_recorded"] > 0
     assert summary["pipeline"]["model_version"]
+    # the model's checks ran with it (the model page shows verdicts, not "Not evaluated")
+    assert summary["pipeline"]["model"]["checks"]["model_artefact_verifies"] is True
+    assert set(summary["pipeline"]["model"]["checks"]) == {
+        "model_artefact_verifies",
+        "model_beats_best_craftsman",
+    }
     assert summary["run"]["model_decisions"] > 0
     policies = summary["evaluate"]["policies"]
     assert any(p.get("kind") == "endpoint" for p in policies.values())
     assert "make up" in stdout
 
 
-def test_demo_reports_progress_through_the_dagster_stage(demo_run: tuple[Path, str]) -> None:
-    stdout = demo_run[1]
+def test_demo_reports_progress_through_the_dagster_stage(demo_run: DemoRun) -> None:
+    stdout = demo_run.stdout
     stage = stdout[stdout.index("3/5 Dagster") : stdout.index("4/5 inference")]
     for step in ("loading the Dagster definitions", "recording every raw object", "handing the raw sensor over",
                  "per-production tables", "training the quality model"):  # fmt: skip
         assert step in stage, step
 
 
-def test_demo_leaves_the_embedded_defaults_populated(demo_run: tuple[Path, str]) -> None:
-    var = demo_run[0] / "var"
+def test_demo_leaves_the_embedded_defaults_populated(demo_run: DemoRun) -> None:
+    var = demo_run.clone / "var"
     assert list((var / "objects" / "processed").rglob("productions.parquet"))
     assert (var / "objects" / "models" / "serving.json").is_file()
     assert (var / "warehouse.db").is_file()
     assert not list((var / "edge-spool").rglob("*.fsr")), "the collector left un-uploaded batches"
 
 
-def test_analysis_guide_snippets_run_on_the_demo_output(demo_run: tuple[Path, str]) -> None:
+def test_analysis_guide_snippets_run_on_the_demo_output(demo_run: DemoRun) -> None:
     """Every Python block of docs/analysis.md runs against the demo's store and warehouse."""
-    var = demo_run[0] / "var"
+    var = demo_run.clone / "var"
     text = (ROOT / "docs" / "analysis.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) >= 4
@@ -93,3 +73,30 @@ def test_analysis_guide_snippets_run_on_the_demo_output(demo_run: tuple[Path, st
         os.chdir(cwd)
     assert namespace["by_operator"].height > 0  # type: ignore[attr-defined]
     assert namespace["daily"].height > 0  # type: ignore[attr-defined]
+    # the demo loaded the factory's roster: the craftsmen read by name, the complete days' lots by id
+    named = namespace["named"]
+    assert named["name"].drop_nulls().n_unique() >= 2  # type: ignore[attr-defined]
+    assert named["lot_id"].drop_nulls().len() > 0  # type: ignore[attr-defined]
+
+
+def test_the_analysis_notebook_runs_on_the_demo_output_with_what_make_demo_installed(
+    demo_run: DemoRun,
+) -> None:
+    """The `analysis` extra (pyarrow, duckdb) comes with `make demo`: the clone's own .venv executes
+    docs/analysis.ipynb on the demo's store and warehouse, names and lot ids included."""
+    clone = demo_run.clone
+    script = (
+        "import nbformat, sys\n"
+        "from nbclient import NotebookClient\n"
+        "nb = nbformat.read('docs/analysis.ipynb', as_version=4)\n"
+        "NotebookClient(nb, timeout=300, kernel_name='python3').execute()\n"
+        "out = '\\n'.join(str(o.get('text', '')) + str(o.get('data', {}).get('text/plain', ''))\n"
+        "                for c in nb.cells if c.cell_type == 'code' for o in c.outputs)\n"
+        "sys.stdout.write(out)\n"
+    )
+    env = {**demo_run.env, "ANALYSIS_VAR": str(clone / "var")}
+    done = subprocess.run([str(clone / ".venv" / "bin" / "python"), "-c", script], cwd=clone, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert any(name in done.stdout for name in BY_NAME)  # craftsmen by name from the crew table
+    assert "Error" not in done.stdout

@@ -11,6 +11,7 @@ from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
 from factory_assets.aggregates.assets import AGGREGATES_KEY
 from factory_assets.aggregates.tables import DAILY_LINE_AGGREGATES, DAILY_SET_BY_BREAKDOWN
 from factory_assets.definitions import ASSETS, defs
+from factory_assets.dimensions.tables import CREW, LOTS
 from factory_assets.production.completeness import PRODUCTIONS_KEY
 from factory_assets.raw.assets import RAW_ASSET_KEY
 from factory_assets.raw.partitions import line_day_key
@@ -40,6 +41,9 @@ def test_every_column_of_both_tables_has_a_description_in_the_ui(
         if expected is not None:  # the warehouse table's own column comments are the descriptions
             assert [c.description for c in columns] == [c.comment for c in expected.columns]
     assert all(c.comment for c in DAILY_SET_BY_BREAKDOWN.columns)
+    assert all(c.comment for table in (CREW, LOTS) for c in table.columns)  # the dimensions too
+    lots = mat.metadata["lots_schema"].value.columns
+    assert [c.description for c in lots] == [c.comment for c in LOTS.columns]
     columns = {c.name: c.description for c in mat.metadata["dagster/column_schema"].value.columns}
     assert "over-temperature alarm" in next(
         v for k, v in _productions_columns(instance).items() if k.endswith("_s_above_limit")

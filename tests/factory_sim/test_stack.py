@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from factory_sim.demo import stack
-from factory_sim.demo.services import free_port
+from factory_sim.demo.services import free_port, group_members, spawn, wait_for
 
 
 @pytest.fixture
@@ -91,3 +91,22 @@ def test_make_dev_runs_dagster_dev_on_the_demos_instance_and_settings(var: Path)
     readme = (stack.ROOT / "README.md").read_text()
     assert "stack dev" in makefile and "make dev" in readme
     assert "dagster dev -w workspace.yaml  " not in readme  # the bare command is no longer suggested
+
+
+def test_make_down_stops_children_that_outlive_their_service(
+    var: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The daemon's code server outlived `make down` (it stopped waiting once the daemon itself exited): a
+    service's whole process group is stopped, killing what ignores SIGTERM after the grace period."""
+    stack._use_var(var)
+    (var / "run").mkdir(parents=True)
+    # The leader exits on SIGTERM; its child ignores SIGTERM (as a busy code server does for a while).
+    leader = spawn(["sh", "-c", "(trap '' TERM; sleep 120) & wait"], var / "logs" / "svc.log")
+    (var / "run" / "svc.pid").write_text(str(leader.pid))
+    members = wait_for("the child", lambda: len(group_members(leader.pid)) == 2 or None, 10)
+    assert members
+    child = next(p for p in group_members(leader.pid) if p != leader.pid)
+    assert stack.down(grace_s=1.0) == 0
+    assert "svc: stopped (killed after the grace period)" in capsys.readouterr().out
+    assert not _alive(child) and not group_members(leader.pid)
+    leader.wait(timeout=5)
