@@ -28,6 +28,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from factory_assets.raw.manifest import read_manifest
 from factory_core.layout import RAW_PREFIX, parse_key, processed_key
 from factory_core.store import LocalDirStore
 from factory_sim.demo.services import free_port
@@ -241,8 +242,12 @@ def test_a_live_object_is_recorded_and_its_production_partition_refreshed_within
     partition = f"{info.date.isoformat()}|{LINE}"
 
     def recorded() -> float | None:
-        events = [e for e in materializations(stack, RAW_KEY, partition) if e["metadata"].get("key") == key]
-        return events[0]["timestamp"] if events else None
+        # one event per partition and tick; its manifest lists the objects that tick recorded
+        for event in materializations(stack, RAW_KEY, partition):
+            manifest = event["metadata"].get("manifest")
+            if manifest and any(o["key"] == key for o in read_manifest(stack.store, manifest)["objects"]):
+                return event["timestamp"]
+        return None
 
     recorded_at = wait_for(f"{key} recorded by {RAW_SENSOR}", recorded, timeout_s=LIVE_BUDGET_S)
 
