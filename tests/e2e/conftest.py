@@ -4,7 +4,7 @@
 clone installs its own .venv from the lock, then history, the real collector against the live simulator,
 Dagster (sensor, productions, aggregates, model), the inference server and the closed loop. test_demo.py
 checks what it printed and left; test_stack_ui.py runs `make up` on what it left. Also the browser
-(one headless Chromium per session) and a fresh page per test for the modules that walk the Dagster UI.
+(one headless Chromium per module) and a fresh page per test for the modules that walk the Dagster UI.
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
     yield DemoRun(clone, proc.stdout, env)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One headless Chromium per module. Not per session: Playwright's sync API keeps its event loop
+    running in the main thread while it is open, and every later test calling asyncio.run() would fail."""
     require_chromium()
     from playwright.sync_api import sync_playwright
 
