@@ -54,10 +54,10 @@ PRIOR_REFERENCE_ROUNDS = 60
 MAX_SUPPORT = 4000
 SMOKE_ROWS = 8
 # The trees' predictions count (fault veto, low_predicted_quality) where a lot is this close to history, in
-# units of history's own q99 nearest-lot distance. 1.0, formerly 2.0: measured on the first quarter a model
-# serves (spring lots, winter history; seeds 42/L1, 7/L2, 101/L7, 202/KX2), at 2.0 the trees vetoed or
-# refused 35-135 lots a quarter lying just beyond history, where the prior scored 93 with no fault and the
-# crew on shift who took them 31 with 33 faults; at 1.0 three to six remain, and no answer got worse.
+# units of history's own q99 nearest-lot distance. 1.0, formerly 2.0: on the first quarter a model serves
+# (spring lots, winter history) the trees at 2.0 vetoed or refused 35-136 lots a quarter just beyond
+# history, which the prior sets well and the crew on shift does not; at 1.0, 0-6 remain and no answer got
+# worse (docs/model.md, "Where the trees judge"; benchmarks/study_tree_support.py).
 TREE_SUPPORT_FACTOR = 1.0
 LEVERAGE_REFUSE_RATIO = 25.0  # out_of_support beyond this multiple of the history's q99.9 leverage
 # out_of_support beyond this multiple of history's own q99 nearest-lot distance. Measured on 3,000 lots
