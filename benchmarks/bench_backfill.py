@@ -24,6 +24,7 @@ it now, 288 objects behind it) and for the former one-event-per-object shape (is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import math
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -255,35 +257,44 @@ def _pg_database(create: bool, name: str) -> None:
     eng.dispose()
 
 
-def _measure_storage(
-    storage: str, work: Path, objects: Path, args: argparse.Namespace, start: dt.date
-) -> dict[str, Any]:
-    home = work / f"home-{storage}"
+@contextlib.contextmanager
+def instance_home(home: Path, storage: str, env: dict[str, str], tag: str) -> Iterator[dict[str, str]]:
+    """A fresh DAGSTER_HOME at `home` for `storage`: the repository's dagster.yaml, plus for "postgres" the
+    PostgreSQL storage on a new database of the machine's server (dropped on exit). Yields `env` pointing
+    at it."""
     home.mkdir()
     config = (ROOT / "dagster.yaml").read_text()
-    env = {**os.environ, "FACTORY_STORE_URL": str(objects), "FACTORY_LINES": args.line,
-           "FACTORY_WAREHOUSE_URL": f"sqlite:///{work / f'warehouse-{storage}.db'}",
-           "FACTORY_START_DATE": start.isoformat(), "DAGSTER_HOME": str(home)}  # fmt: skip
+    env = {**env, "DAGSTER_HOME": str(home)}
     db = None
     if storage == "postgres":
-        db = f"h15_bench_{uuid.uuid4().hex[:8]}"
+        db = f"{tag}_{uuid.uuid4().hex[:8]}"
         _pg_database(True, db)
         config += PG_STORAGE
         env.update({"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USERNAME": "postgres",
                     "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": db, "PGSSLMODE": "disable"})  # fmt: skip
     (home / "dagster.yaml").write_text(config)
     try:
+        yield env
+    finally:
+        if db:
+            _pg_database(False, db)
+
+
+def _measure_storage(
+    storage: str, work: Path, objects: Path, args: argparse.Namespace, start: dt.date
+) -> dict[str, Any]:
+    base = {**os.environ, "FACTORY_STORE_URL": str(objects), "FACTORY_LINES": args.line,
+            "FACTORY_WAREHOUSE_URL": f"sqlite:///{work / f'warehouse-{storage}.db'}",
+            "FACTORY_START_DATE": start.isoformat()}  # fmt: skip
+    with instance_home(work / f"home-{storage}", storage, base, "h15_bench") as env:
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.bench_backfill", "--child", "--storage", storage, "--days", str(args.days),
              "--line", args.line, "--start", start.isoformat(), "--workers", str(args.workers)],
             env=env, cwd=ROOT, capture_output=True, text=True, check=False,
         )  # fmt: skip
-        if proc.returncode != 0:
-            raise SystemExit(f"{storage} run failed:\n{proc.stderr[-4000:]}")
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-    finally:
-        if db:
-            _pg_database(False, db)
+    if proc.returncode != 0:
+        raise SystemExit(f"{storage} run failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,19 +23,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_backfill import (
-    PG_STORAGE,
-    _pg_database,
     _run_range,
     _warm,
     consecutive,
     decode_floor,
+    instance_home,
     run_ranges,
 )
 from factory_core.store import LocalDirStore
@@ -117,29 +115,14 @@ def main(argv: list[str] | None = None) -> int:
                             args.lines, "--store", str(objects), "--end-date", end.isoformat(), "--no-progress"],
                            check=True, stdout=subprocess.DEVNULL)  # fmt: skip
         floor, n_objects = decode_floor(LocalDirStore(objects))
-        home = work / "home"
-        home.mkdir()
-        config = (ROOT / "dagster.yaml").read_text()
-        env = {**os.environ, "FACTORY_STORE_URL": str(objects), "FACTORY_LINES": args.lines,
-               "FACTORY_WAREHOUSE_URL": f"sqlite:///{work / 'warehouse.db'}", "FACTORY_START_DATE": start.isoformat(),
-               "DAGSTER_HOME": str(home)}  # fmt: skip
-        db = None
-        if args.storage == "postgres":
-            db = f"h15_fleet_{uuid.uuid4().hex[:8]}"
-            _pg_database(True, db)
-            config += PG_STORAGE
-            env.update({"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USERNAME": "postgres",
-                        "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": db, "PGSSLMODE": "disable"})  # fmt: skip
-        (home / "dagster.yaml").write_text(config)
-        try:
+        base = {**os.environ, "FACTORY_STORE_URL": str(objects), "FACTORY_LINES": args.lines,
+                "FACTORY_WAREHOUSE_URL": f"sqlite:///{work / 'warehouse.db'}", "FACTORY_START_DATE": start.isoformat()}  # fmt: skip
+        with instance_home(work / "home", args.storage, base, "h15_fleet") as env:
             proc = subprocess.run(
                 [sys.executable, "-m", "benchmarks.bench_fleet", "--child", "--storage", args.storage, "--days",
                  str(args.days), "--lines", args.lines, "--start", start.isoformat(), "--workers", str(args.workers)],
                 env=env, cwd=ROOT, capture_output=True, text=True, check=False,
             )  # fmt: skip
-        finally:
-            if db:
-                _pg_database(False, db)
         if proc.returncode != 0:
             raise SystemExit(f"run failed:\n{proc.stderr[-4000:]}")
         result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -28,11 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_backfill import PG_STORAGE, _pg_database
+from benchmarks.bench_backfill import instance_home
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERVAL_S = 30  # the raw sensor's minimum_interval_seconds
@@ -137,32 +136,18 @@ def main(argv: list[str] | None = None) -> int:
                            check=True, stdout=subprocess.DEVNULL)  # fmt: skip
         results = []
         for storage in args.storages.split(","):
-            home = work / f"home-{storage}"
-            home.mkdir()
-            config = (ROOT / "dagster.yaml").read_text()
-            env = {**os.environ, "DAGSTER_HOME": str(home), "FACTORY_LINES": ",".join(lines),
-                   "FACTORY_START_DATE": (today - dt.timedelta(days=1)).isoformat()}  # fmt: skip
-            db = None
-            if storage == "postgres":
-                db = f"h15_sensor_{uuid.uuid4().hex[:8]}"
-                _pg_database(True, db)
-                config += PG_STORAGE
-                env.update({"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USERNAME": "postgres",
-                            "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": db, "PGSSLMODE": "disable"})  # fmt: skip
-            (home / "dagster.yaml").write_text(config)
-            try:
+            base = {**os.environ, "FACTORY_LINES": ",".join(lines),
+                    "FACTORY_START_DATE": (today - dt.timedelta(days=1)).isoformat()}  # fmt: skip
+            with instance_home(work / f"home-{storage}", storage, base, "h15_sensor") as env:
                 proc = subprocess.run(
                     [sys.executable, "-m", "benchmarks.bench_sensor_steady", "--child", "--storage", storage,
                      "--staging", str(staging), "--store", str(work / f"store-{storage}"), "--today", args.today,
                      "--at", str(args.at), "--ticks", str(args.ticks), "--line-names", ",".join(lines)],
                     env=env, cwd=ROOT, capture_output=True, text=True, check=False,
                 )  # fmt: skip
-                if proc.returncode != 0:
-                    raise SystemExit(f"{storage} run failed:\n{proc.stderr[-4000:]}")
-                results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            finally:
-                if db:
-                    _pg_database(False, db)
+            if proc.returncode != 0:
+                raise SystemExit(f"{storage} run failed:\n{proc.stderr[-4000:]}")
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(json.dumps({"benchmark": "bench_sensor_steady", "lines": args.lines, "object_seconds": 60,
                           "sensor_interval_s": INTERVAL_S, "ticks": args.ticks, "cpu_count": os.cpu_count(),
                           "loadavg_1m_at_end": round(os.getloadavg()[0], 2), "storages": results}, indent=2))  # fmt: skip
