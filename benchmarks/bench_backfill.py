@@ -89,16 +89,6 @@ def run_ranges(
     return out
 
 
-def consecutive(days: list[dt.date]) -> list[list[dt.date]]:
-    runs: list[list[dt.date]] = []
-    for day in days:
-        if runs and day - runs[-1][-1] == dt.timedelta(days=1):
-            runs[-1].append(day)
-        else:
-            runs.append([day])
-    return runs
-
-
 # ------------------------------------------------------------------------------------ worker (one run)
 
 
@@ -207,7 +197,7 @@ def child(args: argparse.Namespace) -> int:
 
     from factory_assets.onboard import record_history
     from factory_assets.production.completeness import reported_days
-    from factory_assets.raw.partitions import line_day_key
+    from factory_assets.raw.partitions import consecutive, line_day_key
     from factory_assets.resources.selection import resources_from_env
 
     start = dt.date.fromisoformat(args.start)

@@ -31,7 +31,6 @@ from typing import Any
 from benchmarks.bench_backfill import (
     _run_range,
     _warm,
-    consecutive,
     decode_floor,
     instance_home,
     run_ranges,
@@ -58,6 +57,7 @@ def child(args: argparse.Namespace) -> int:
 
     from factory_assets.onboard import record_history
     from factory_assets.production.completeness import reported_days
+    from factory_assets.raw.partitions import consecutive
     from factory_assets.resources.selection import resources_from_env
 
     lines = args.lines.split(",")

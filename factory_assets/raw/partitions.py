@@ -68,3 +68,14 @@ def split_key(key: str | MultiPartitionKey) -> tuple[str, str]:
         return dims["line"], dims["date"]
     date, line = str(key).split("|")
     return line, date
+
+
+def consecutive(days: list[dt.date]) -> list[list[dt.date]]:
+    """Runs of consecutive days, in order (a partition-range run covers every day between its ends)."""
+    runs: list[list[dt.date]] = []
+    for day in days:
+        if runs and day - runs[-1][-1] == dt.timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs

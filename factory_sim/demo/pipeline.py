@@ -41,7 +41,7 @@ from factory_assets.model.partitions import quarter_start  # noqa: E402
 from factory_assets.onboard import RecordStats, record_history  # noqa: E402
 from factory_assets.production.assets import PRODUCTIONS_KEY  # noqa: E402
 from factory_assets.production.completeness import reported_day  # noqa: E402
-from factory_assets.raw.partitions import configured_lines, line_day_key  # noqa: E402
+from factory_assets.raw.partitions import configured_lines, consecutive, line_day_key  # noqa: E402
 from factory_assets.resources.selection import resources_from_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (this file: factory_sim/demo/)
@@ -121,17 +121,6 @@ def materialize_days(
         runs += 1
         bar.update(len(chunk))
     bar.close()
-    return runs
-
-
-def consecutive(days: list[dt.date]) -> list[list[dt.date]]:
-    """Runs of consecutive days (a partition-range run covers every day between its ends)."""
-    runs: list[list[dt.date]] = []
-    for day in days:
-        if runs and day - runs[-1][-1] == dt.timedelta(days=1):
-            runs[-1].append(day)
-        else:
-            runs.append([day])
     return runs
 
 
