@@ -142,28 +142,26 @@ class LocalDirStore:
         except OSError as exc:
             raise StoreError(f"local store: put {key!r} under {self.root} failed: {exc}") from exc
 
-    def get(self, key: str) -> bytes:
+    @contextlib.contextmanager
+    def _reading(self, op: str, key: str) -> Iterator[None]:
+        """The store's errors for a read of `key`: missing (or a prefix) vs any other OS failure."""
         try:
-            return self._path(key).read_bytes()
+            yield
         except FileNotFoundError as exc:
             raise ObjectNotFoundError(f"local store: no object {key!r} under {self.root}") from exc
         except IsADirectoryError as exc:
             raise ObjectNotFoundError(f"local store: {key!r} is a prefix, not an object") from exc
         except OSError as exc:
-            raise StoreError(f"local store: get {key!r} failed: {exc}") from exc
+            raise StoreError(f"local store: {op} {key!r} failed: {exc}") from exc
+
+    def get(self, key: str) -> bytes:
+        with self._reading("get", key):
+            return self._path(key).read_bytes()
 
     def get_head(self, key: str, n: int) -> tuple[bytes, int]:
         """First n bytes and the file's size (one open, one read)."""
-        try:
-            with self._path(key).open("rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                return fh.read(n), size
-        except FileNotFoundError as exc:
-            raise ObjectNotFoundError(f"local store: no object {key!r} under {self.root}") from exc
-        except IsADirectoryError as exc:
-            raise ObjectNotFoundError(f"local store: {key!r} is a prefix, not an object") from exc
-        except OSError as exc:
-            raise StoreError(f"local store: get_head {key!r} failed: {exc}") from exc
+        with self._reading("get_head", key), self._path(key).open("rb") as fh:
+            return fh.read(n), os.fstat(fh.fileno()).st_size
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
