@@ -2,7 +2,12 @@
 
 from dagster import AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus
 
-from factory_assets.performance.assets import CHECK_NAME, MODEL_PERFORMANCE_KEY, model_performance
+from factory_assets.performance.assets import (
+    CHECK_NAME,
+    MODEL_PERFORMANCE_KEY,
+    REFUSALS_CHECK_NAME,
+    model_performance,
+)
 from factory_assets.performance.retrain import build_retrain_sensor
 
 PERFORMANCE_ASSETS = [model_performance]
@@ -22,6 +27,7 @@ __all__ = [
     "CHECK_NAME",
     "MODEL_PERFORMANCE_KEY",
     "PERFORMANCE_ASSETS",
+    "REFUSALS_CHECK_NAME",
     "build_retrain_sensor",
     "model_performance",
     "model_performance_automation",

@@ -44,7 +44,7 @@ from factory_assets.aggregates.automation import aggregates_condition
 from factory_assets.decisions.assets import DECISION_LOG_KEY
 from factory_assets.markdown import md_table
 from factory_assets.model.versions_table import json_safe
-from factory_assets.performance import compute, plots
+from factory_assets.performance import compute, plots, refusals
 from factory_assets.performance.tables import MODEL_PERFORMANCE
 from factory_assets.production.assets import MAX_PARTITIONS_PER_RUN, PRODUCTIONS_KEY
 from factory_assets.production.plots import png_markdown
@@ -57,6 +57,7 @@ from factory_core.store import ObjectNotFoundError, ObjectStore
 
 MODEL_PERFORMANCE_KEY = AssetKey(["performance", "model_performance"])
 CHECK_NAME = "model_performance_beats_best_craftsman"
+REFUSALS_CHECK_NAME = "model_performance_own_refusals"
 
 # Day D reads decisions logged on D-1 (a decision for a run starting just after midnight) and on D.
 DECISIONS_TO_PERFORMANCE = MultiPartitionMapping(
@@ -83,9 +84,20 @@ class ModelPerformanceConfig(Config):
     max_lead_s: float = Field(default=300.0, description="A decision at most this long before its production")
     max_lag_s: float = Field(default=5.0, description="... or at most this long after its recorded start")
     lot_rtol: float = Field(default=1e-6, description="Relative tolerance on each lot figure")
+    refusal_window_days: int = Field(
+        default=refusals.RefusalRule.window_days,
+        description="Trailing window (days) over which the serving version's out_of_support refusals count",
+    )
+    max_refusals: int = Field(
+        default=refusals.RefusalRule.max_refusals,
+        description="out_of_support refusals of the serving version the window tolerates (more: retrain)",
+    )
 
     def match_rule(self) -> compute.MatchRule:
         return compute.MatchRule(self.max_lead_s, self.max_lag_s, self.lot_rtol)
+
+    def refusal_rule(self) -> refusals.RefusalRule:
+        return refusals.RefusalRule(self.refusal_window_days, self.max_refusals)
 
     def window_rule(self) -> compute.WindowRule:
         return compute.WindowRule(
@@ -138,15 +150,33 @@ EMPTY_SCHEMA: dict[str, Any] = {
 def read_decisions(store: ObjectStore, line: str, date: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Decision records logged on `date` - 1 and `date` for `line`, and the keys that did not decode."""
     day = dt.date.fromisoformat(date)
+    return read_decision_days(store, line, day - dt.timedelta(days=1), day)
+
+
+def read_decision_days(
+    store: ObjectStore, line: str, first: dt.date, last: dt.date
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Decision records logged on the days [first, last] for `line`, and the keys that did not decode."""
     records: list[dict[str, Any]] = []
     bad: list[str] = []
-    for d in (day - dt.timedelta(days=1), day):
+    for d in (first + dt.timedelta(days=i) for i in range((last - first).days + 1)):
         for key in store.list(decisions_date_prefix(line, d)):
             try:
                 records.extend(decode_decisions(store.get(key)))
             except DecisionFormatError:
                 bad.append(key)  # the decision-log sensor quarantines it with the reason
     return records, bad
+
+
+def refusals_partition(
+    store: ObjectStore, line: str, date: str, config: ModelPerformanceConfig
+) -> refusals.RefusalVerdict:
+    """The serving version's out_of_support refusals on `line` over the support window ending `date`."""
+    rule = config.refusal_rule()
+    day = dt.date.fromisoformat(date)
+    records, _ = read_decision_days(store, line, rule.window_first(day), day)
+    decisions, _ = compute.decisions_frame(records)
+    return refusals.judge(decisions, line, day, rule)
 
 
 def compute_partition(
@@ -274,7 +304,14 @@ def _partition_metadata(
             asset=MODEL_PERFORMANCE_KEY,
             description="The serving model's realized mean QA quality over the trailing window is at least "
             "the best craftsman's on the same lots (ERROR: pages, and requests a retrain).",
-        )
+        ),
+        AssetCheckSpec(
+            REFUSALS_CHECK_NAME,
+            asset=MODEL_PERFORMANCE_KEY,
+            description="The serving model refused at most max_refusals lots as out_of_support over "
+            "the trailing support window (WARN: the lots moved beyond its history; requests a retrain on "
+            "the history since, at most once per version and window).",
+        ),
     ],
     group_name="performance",
     kinds={"polars", "sql"},
@@ -292,10 +329,12 @@ def model_performance(
     rows: list[dict[str, Any]] = []
     verdicts: list[dict[str, Any]] = []
     last: tuple[dict[str, Any], compute.Match, compute.Comparison] | None = None
+    refused_by: list[tuple[str, refusals.RefusalVerdict]] = []
     for pk in context.partition_keys:
         line, date = split_key(pk)
         line_tables = tables.setdefault(line, Tables(store, line))
         row, match, comparison, bad = compute_partition(store, line_tables, line, date, config)
+        refused_by.append((str(pk), refusals_partition(store, line, date, config)))
         for key in bad:
             context.log.warning(f"{pk}: decision segment {key} does not decode; left out")
         warehouse.replace_partition([(MODEL_PERFORMANCE, {"line": line, "date": row["date"]}, [row])])
@@ -333,5 +372,30 @@ def model_performance(
             "craftsman_window": f"{focus_row['craftsman_window_start']}..{focus_row['date']}",
             "failed_partitions": MetadataValue.json([v["partition"] for v in failed]),
             "verdicts": MetadataValue.json(verdicts),
+        },
+    )
+    yield _refusal_check(refused_by)
+
+
+def _refusal_check(refused_by: list[tuple[str, refusals.RefusalVerdict]]) -> AssetCheckResult:
+    """One result for the run: failed if any partition's serving version refused too many lots itself;
+    its metadata names the newest failing partition (what the retrain sensor reads) and lists them all."""
+    failed = [(pk, v) for pk, v in refused_by if not v.passed]
+    focus_pk, focus = (failed or refused_by)[-1]
+    return AssetCheckResult(
+        check_name=REFUSALS_CHECK_NAME,
+        passed=not failed,
+        severity=AssetCheckSeverity.WARN,
+        description="; ".join(f"{pk}: {v.description}" for pk, v in (failed or refused_by[-1:])),
+        metadata={
+            "partition": focus_pk,
+            "judged_version": "" if focus.version_number is None else f"model:v{focus.version_number}",
+            "refusals": focus.refusals,
+            "by_reason": MetadataValue.json(focus.by_reason),
+            "answered": focus.answered,
+            "window": f"{focus.rule.window_first(focus.day)}..{focus.day}",
+            "max_refusals": focus.rule.max_refusals,
+            "failed_partitions": MetadataValue.json([pk for pk, _ in failed]),
+            "refusals_by_partition": MetadataValue.json({pk: v.refusals for pk, v in refused_by}),
         },
     )

@@ -10,12 +10,21 @@ the serving version only, see compute.py), and a failure of an older version tha
 requests nothing. The promotion gate still decides whether the retrained model replaces the serving one.
 Anyone can also launch `quality_model_job` for a quarter by hand (UI or `dagster job launch`).
 
+The same sensor watches `model_performance_own_refusals` (performance/refusals.py): when the serving
+version refused more lots as `out_of_support` over the support window than the rule tolerates, the lots
+have moved beyond its history; the refused lots have been run since, so a retrain on the history so far
+covers them. Its run key is the failing version plus the failing day, and a request is made only if no
+refusal retrain was requested for that version within the window (`refusals.should_request`, the rule the
+backtest measures), found from the runs' tags.
+
 On its first evaluation the cursor is set past the existing check history (no retrain storm on deploy).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +32,7 @@ from dagster import (
     AssetCheckKey,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -36,19 +46,53 @@ from dagster._core.storage.asset_check_execution_record import (
 
 from factory_assets.model.partitions import quarter_start
 from factory_assets.model.schedule import quality_model_job
-from factory_assets.performance.assets import CHECK_NAME, MODEL_PERFORMANCE_KEY
+from factory_assets.performance import refusals
+from factory_assets.performance.assets import CHECK_NAME, MODEL_PERFORMANCE_KEY, REFUSALS_CHECK_NAME
 from factory_assets.resources.object_store import ObjectStoreResource
 from factory_core.machine import MODEL_CODE_BASE, set_by_label
 from quality_model.registry import read_pointer
 
-CHECK_KEY = AssetCheckKey(MODEL_PERFORMANCE_KEY, CHECK_NAME)
+CHECK_KEYS = {name: AssetCheckKey(MODEL_PERFORMANCE_KEY, name) for name in (CHECK_NAME, REFUSALS_CHECK_NAME)}
 HISTORY_LIMIT = 200
 TRIGGER_TAG = "factory/trigger"
+FAILED_VERSION_TAG = "factory/failed-version"
+FAILED_PARTITION_TAG = "factory/failed-partition"
+# the rule the sensor applies between requests; the check's own thresholds are its asset config
+REFUSAL_RULE = refusals.RefusalRule()
 
 
 def _metadata_value(metadata: dict[str, Any], name: str) -> str:
     value = metadata.get(name)
     return str(getattr(value, "value", value) or "")
+
+
+def _failed_since(context: SensorEvaluationContext, key: AssetCheckKey, seen: int) -> tuple[list[Any], int]:
+    """Completed failures of `key` newer than `seen`, and the newest completed evaluation's id."""
+    history = context.instance.event_log_storage.get_asset_check_execution_history(key, limit=HISTORY_LIMIT)
+    done = [r for r in history if r.status in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES]
+    newest = max((r.id for r in done), default=seen)
+    failed = [
+        r for r in done if r.id > seen and r.status == AssetCheckExecutionRecordStatus.FAILED and r.event
+    ]
+    return failed, newest
+
+
+def _failure_metadata(record: Any) -> dict[str, Any]:
+    evaluation = record.event.asset_check_evaluation if record.event else None
+    return dict(evaluation.metadata) if evaluation else {}
+
+
+def _refusal_days_requested(context: SensorEvaluationContext, version: str) -> list[dt.date]:
+    """Days on which a refusal retrain was already requested for `version` (from the runs' tags)."""
+    runs = context.instance.get_runs(
+        filters=RunsFilter(tags={TRIGGER_TAG: REFUSALS_CHECK_NAME, FAILED_VERSION_TAG: version})
+    )
+    days = []
+    for run in runs:
+        partition = run.tags.get(FAILED_PARTITION_TAG, "")
+        with contextlib.suppress(ValueError):
+            days.append(dt.date.fromisoformat(partition.split("|")[0]))
+    return days
 
 
 def build_retrain_sensor(
@@ -65,51 +109,53 @@ def build_retrain_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description=f"Requests a quality_model run for the current quarter when {CHECK_NAME} fails for the "
-        "serving model (run key: quarter + failing version, so at most once per version and quarter).",
+        "serving model (run key: quarter + failing version, so at most once per version and quarter), or "
+        f"when {REFUSALS_CHECK_NAME} fails for it (at most once per version per refusal window).",
     )
     def retrain_on_model_performance(
         context: SensorEvaluationContext, object_store: ObjectStoreResource
     ) -> SensorResult | SkipReason:
-        storage = context.instance.event_log_storage
-        history = storage.get_asset_check_execution_history(CHECK_KEY, limit=HISTORY_LIMIT)
-        done = [r for r in history if r.status in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES]
-        seen = int(context.cursor) if context.cursor else None
-        newest = max((r.id for r in done), default=seen or 0)
-        if seen is None:
-            context.update_cursor(str(newest))
-            return SkipReason(f"initialised past {len(done)} existing evaluations of {CHECK_NAME}")
-        failed = [
-            r for r in done if r.id > seen and r.status == AssetCheckExecutionRecordStatus.FAILED and r.event
-        ]
-        if not failed:
-            context.update_cursor(str(newest))
-            return SkipReason(f"no new failure of {CHECK_NAME}")
-        record = max(failed, key=lambda r: r.id)
-        evaluation = record.event.asset_check_evaluation if record.event else None
-        metadata = dict(evaluation.metadata) if evaluation else {}
-        judged = _metadata_value(metadata, "judged_version")
+        cursor = json.loads(context.cursor) if context.cursor and context.cursor.startswith("{") else None
+        if cursor is None and context.cursor:  # the cursor of a release with one check: its last id
+            cursor = {CHECK_NAME: int(context.cursor)}
+        if cursor is None:
+            cursor = {name: _failed_since(context, key, 0)[1] for name, key in CHECK_KEYS.items()}
+            context.update_cursor(json.dumps(cursor))
+            return SkipReason(f"initialised past the existing evaluations of {', '.join(CHECK_KEYS)}")
         pointer = read_pointer(object_store.get_store())
         serving = set_by_label(MODEL_CODE_BASE + int(pointer["version_number"])) if pointer else ""
-        if not judged or judged != serving:
-            context.update_cursor(str(newest))
-            return SkipReason(
-                f"{CHECK_NAME} failed for {judged or 'no version'}, serving is {serving or 'none'}"
-            )
         quarter = quarter_start(_today().isoformat())
-        return SensorResult(
-            run_requests=[
-                RunRequest(
-                    run_key=f"retrain:{quarter}:{judged}",
-                    partition_key=quarter,
-                    tags={
-                        TRIGGER_TAG: CHECK_NAME,
-                        "factory/failed-version": judged,
-                        "factory/failed-partition": _metadata_value(metadata, "partition"),
-                        "factory/failed-check-run": record.run_id,
-                    },
+        requests: list[RunRequest] = []
+        skipped: list[str] = []
+        for name, key in CHECK_KEYS.items():
+            failed, cursor[name] = _failed_since(context, key, int(cursor.get(name, 0)))
+            if not failed:
+                skipped.append(f"no new failure of {name}")
+                continue
+            record = max(failed, key=lambda r: r.id)
+            metadata = _failure_metadata(record)
+            judged = _metadata_value(metadata, "judged_version")
+            partition = _metadata_value(metadata, "partition")
+            if not judged or judged != serving:
+                skipped.append(f"{name} failed for {judged or 'no version'}, serving is {serving or 'none'}")
+                continue
+            tags = {TRIGGER_TAG: name, FAILED_VERSION_TAG: judged, FAILED_PARTITION_TAG: partition,
+                    "factory/failed-check-run": record.run_id}  # fmt: skip
+            if name == CHECK_NAME:
+                requests.append(
+                    RunRequest(run_key=f"retrain:{quarter}:{judged}", partition_key=quarter, tags=tags)
                 )
-            ],
-            cursor=str(newest),
-        )
+                continue
+            day = dt.date.fromisoformat(partition.split("|")[0])
+            if not refusals.should_request(day, _refusal_days_requested(context, judged), REFUSAL_RULE):
+                skipped.append(f"{name}: a refusal retrain of {judged} was requested within the window")
+                continue
+            requests.append(
+                RunRequest(run_key=f"refusals:{judged}:{partition}", partition_key=quarter, tags=tags)
+            )
+        if not requests:
+            context.update_cursor(json.dumps(cursor))
+            return SkipReason("; ".join(skipped))
+        return SensorResult(run_requests=requests, cursor=json.dumps(cursor))
 
     return retrain_on_model_performance

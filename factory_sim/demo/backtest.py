@@ -17,6 +17,7 @@ lots, which neither model saw). `--json` prints one object other tools read (doc
 from __future__ import annotations
 
 import argparse
+import bisect
 import datetime as dt
 import json
 import sys
@@ -27,8 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import polars as pl
 from tqdm import tqdm
 
+from factory_assets.performance import refusals
 from factory_core.machine import MODEL_CODE_BASE
 from factory_sim import physics
 from factory_sim.config import NS_PER_S, SimConfig
@@ -52,6 +55,7 @@ CRAFTSMEN_RUN = "craftsmen"
 MODEL_RUN = "model"
 GATE_TOLERANCE = 0.5  # quality points: a decision is right if it did not lose more than this
 DEFAULT_START = dt.date(2026, 1, 1)
+MIN_JUDGED_LOTS = 200  # a refusal retrain's decision is judged on at least this many later lots
 
 
 def quarter_starts(start: dt.date, quarters: int) -> list[dt.date]:
@@ -86,6 +90,8 @@ class ServingSchedule:
     since_ns: list[int] = field(default_factory=list)
     models: list[LoadedModel] = field(default_factory=list)
     fallbacks: Counter[str] = field(default_factory=Counter)
+    # every model decision as the decision log records it: (start, version number, status, reason, lot id)
+    decided: list[tuple[int, int, int, str, str]] = field(default_factory=list)
 
     def serve(self, since_ns: int, model: LoadedModel) -> None:
         self.since_ns.append(since_ns)
@@ -104,8 +110,28 @@ class ServingSchedule:
         decision = model_decision(model, lot)
         if isinstance(decision, str):
             self.fallbacks[decision] += 1
+            self.decided.append((ctx.start_ns, model.version_number, 503, decision, lot.lot_id))
             return ctx.fallback(lot)
+        self.decided.append((ctx.start_ns, model.version_number, 200, "answered", lot.lot_id))
         return decision
+
+    def decisions_since(self, t_ns: int, line: str) -> pl.DataFrame:
+        """The decisions from ``t_ns`` on, in the columns `refusals.judge` reads (ts: the production's start,
+        which the decision just precedes)."""
+        first = bisect.bisect_left(self.decided, (t_ns,))
+        rows = self.decided[first:]
+        return pl.DataFrame(
+            {
+                "line": [line] * len(rows),
+                "ts": [dt.datetime.fromtimestamp(r[0] / NS_PER_S, dt.UTC) for r in rows],
+                "model_version_number": [r[1] for r in rows],
+                "status": [r[2] for r in rows],
+                "outcome": [r[3] for r in rows],
+                "lot_id": [r[4] for r in rows],
+            },
+            schema={"line": pl.String, "ts": pl.Datetime("us", "UTC"), "model_version_number": pl.Int64,
+                    "status": pl.Int64, "outcome": pl.String, "lot_id": pl.String},
+        )  # fmt: skip
 
 
 def model_decision(model: LoadedModel, lot: physics.Lot) -> Decision | str:
@@ -203,6 +229,10 @@ class Backtest:
     timeline: LineTimeline | None = field(default=None, repr=False)
     # each craftsman's replayed quality on every scored production, by production id (for the checks)
     replayed: dict[str, dict[int, float]] = field(default_factory=dict, repr=False)
+    # the platform's refusal check and retrain (None: retrain at quarters' ends only, for comparison)
+    refusal_rule: refusals.RefusalRule | None = field(default_factory=refusals.RefusalRule)
+    retrain_requests: dict[int, list[dt.date]] = field(default_factory=dict, repr=False)
+    versions: int = field(default=0, repr=False)
 
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
@@ -221,10 +251,24 @@ class Backtest:
         candidate: LoadedModel | None = None
         check_verdict: bool | None = None
         for q in range(self.quarters):
-            t0, t1 = _ns(bounds[q]), _ns(bounds[q + 1])
+            t1 = _ns(bounds[q + 1])
             before = Counter(schedule.fallbacks)
-            prods = [p for p in timeline.productions_between(t0, t1) if t0 <= p.start_ns < t1]
-            history += prods
+            prods: list[Production] = []
+            retrains: list[dict[str, Any]] = []
+            day = bounds[q]
+            while day < bounds[q + 1]:  # day by day: the refusal check may retrain within the quarter
+                d0, d1 = _ns(day), _ns(day + dt.timedelta(days=1))
+                today = [p for p in timeline.productions_between(d0, d1) if d0 <= p.start_ns < d1]
+                prods += today
+                history += today
+                if serving is not None and self.refusal_rule is not None:
+                    event = self._refusal_check(day, schedule, serving)
+                    if event is not None:
+                        retrains.append(event)
+                        if event["promoted"]:
+                            serving = event["_candidate"]
+                            schedule.serve(d1, serving)
+                day += dt.timedelta(days=1)
             fallbacks = dict(schedule.fallbacks - before)
             scored = _sample(prods, self.lots)
             entry = self._score(q, bounds[q], scored, cfg, fallbacks, len(prods))
@@ -259,13 +303,14 @@ class Backtest:
                     self.replayed,
                     truth,
                 )
+            entry["refusal_retrains"] = [self._judged_retrain(e, scored, cfg) for e in retrains]
             out_quarters.append(entry)
             bar.update(1)
             if q == self.quarters - 1:
                 break
             # quarter end: the platform trains a candidate on the history so far and its gate decides
             result = retraining.retrain(
-                frame, serving, as_of=bounds[q + 1], seed=self.seed, version_number=q + 1
+                frame, serving, as_of=bounds[q + 1], seed=self.seed, version_number=self._next_version()
             )
             candidate = result.candidate
             if result.promoted or serving is None:
@@ -281,6 +326,7 @@ class Backtest:
             "line": self.line,
             "crew": [c.name for c in roster(self.crew)],
             "lots_per_quarter": self.lots,
+            "refusal_rule": None if self.refusal_rule is None else vars(self.refusal_rule),
             "quarters": out_quarters,
             "oracle_gap_mean": round(
                 float(
@@ -293,6 +339,58 @@ class Backtest:
             "seconds": round(time.perf_counter() - started, 1),
         }
         return self.report
+
+    def _next_version(self) -> int:
+        self.versions += 1
+        return self.versions
+
+    def _refusal_check(
+        self, day: dt.date, schedule: ServingSchedule, serving: LoadedModel
+    ) -> dict[str, Any] | None:
+        """The platform's refusal check at the end of ``day`` and, when it requests one, the retrain
+        (trained on every production up to that day's end, gated, serving from the next day if promoted)."""
+        rule = self.refusal_rule
+        assert rule is not None
+        verdict = refusals.judge(
+            schedule.decisions_since(_ns(rule.window_first(day)), self.line), self.line, day, rule
+        )
+        if verdict.passed or verdict.version_number != serving.version_number:
+            return None
+        asked = self.retrain_requests.setdefault(serving.version_number, [])
+        if not refusals.should_request(day, asked, rule):
+            return None
+        asked.append(day)
+        result = retraining.retrain(
+            productions_table(self.history), serving, as_of=day + dt.timedelta(days=1), seed=self.seed,
+            version_number=self._next_version(),
+        )  # fmt: skip
+        return {
+            "day": day.isoformat(),
+            "serving": serving.version,
+            "refusals": verdict.refusals,
+            "promoted": result.promoted,
+            "reason": result.reason,
+            "train_seconds": round(result.train_seconds, 2),
+            "_candidate": result.candidate,
+            "_serving": serving,
+        }
+
+    def _judged_retrain(
+        self, event: dict[str, Any], scored: list[Production], cfg: SimConfig
+    ) -> dict[str, Any]:
+        """A refusal retrain's decision held to the truth: candidate vs the model it would replace on the
+        quarter's lots after it (unseen by both); not judged with fewer than MIN_JUDGED_LOTS of them."""
+        after = [
+            p for p in scored if p.start_ns >= _ns(dt.date.fromisoformat(event["day"]) + dt.timedelta(days=1))
+        ]
+        out = {k: v for k, v in event.items() if not k.startswith("_")}
+        if len(after) < MIN_JUDGED_LOTS:
+            return out | {"candidate_rest_quality": None, "serving_rest_quality": None, "right": None}
+        cand = _policy_quality(event["_candidate"], after, self.seed, cfg)
+        kept = _policy_quality(event["_serving"], after, self.seed, cfg)
+        better = cand - kept
+        right = better >= -GATE_TOLERANCE if event["promoted"] else better <= GATE_TOLERANCE
+        return out | {"candidate_rest_quality": cand, "serving_rest_quality": kept, "right": bool(right)}
 
     def _score(
         self, q: int, start: dt.date, scored: list[Production], cfg: SimConfig, fallbacks: dict[str, int],
@@ -378,7 +476,7 @@ def summary_table(report: dict[str, Any]) -> str:
     """The report as a table for people: per quarter, the line against the best craftsman and the oracle."""
     head = (
         f"{'quarter':<11} {'run by':<10} {'line':>7} {'best craftsman':>20} {'oracle':>7} "
-        f"{'faults line/best':>17} {'fallback':>9} {'gate':>22} {'checks (vs truth)':>24}"
+        f"{'faults line/best':>17} {'fallback':>9} {'retrains':>9} {'gate':>22} {'checks (vs truth)':>24}"
     )
     rows = [head, "-" * len(head)]
     for q in report["quarters"]:
@@ -393,9 +491,10 @@ def summary_table(report: dict[str, Any]) -> str:
             f"{q['best_craftsman_name'] + ' ' + format(q['quality']['best_craftsman'], '.2f'):>20} "
             f"{q['quality']['oracle']:>7.2f} "
             f"{format(q['fault_rate']['line'], '.2%') + '/' + format(q['fault_rate']['best_craftsman'], '.2%'):>17} "
-            f"{q['fallback_rate']:>9.2%} {verdict:>22} {_checks(q):>24}"
+            f"{q['fallback_rate']:>9.2%} {len(q.get('refusal_retrains', [])):>9} {verdict:>22} {_checks(q):>24}"
         )
     rows.append(f"mean gap to the oracle over the model-run quarters: {report['oracle_gap_mean']:.2f}")
+    rows.append("retrains: within the quarter, requested by the model's own refusals (refusal_retrains)")
     rows.append("checks: model_beats_best_craftsman / model_performance; = agrees with the truth, ! does not")
     return "\n".join(rows)
 
@@ -432,6 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="comma-separated craftsmen on the roster (default: all five: anna,bruno,carla,dmitri,emil)",
     )
+    parser.add_argument(
+        "--no-refusal-retrain",
+        action="store_true",
+        help="retrain at quarters' ends only, not also when the serving model refuses lots "
+        "of its own accord (the platform's refusal check; for comparison)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser  # fmt: skip
@@ -450,8 +555,9 @@ def cli(argv: list[str]) -> int:
         print(f"factory-sim backtest: {exc}", file=sys.stderr)
         return 2
     bt = Backtest(
-        args.seed, args.line, args.quarters, args.lots, args.start, crew, progress=not args.no_progress
-    )
+        args.seed, args.line, args.quarters, args.lots, args.start, crew, progress=not args.no_progress,
+        refusal_rule=None if args.no_refusal_retrain else refusals.RefusalRule(),
+    )  # fmt: skip
     report = _rounded(bt.run())
     print(json.dumps(report, indent=2) if args.json else summary_table(report))
     return 0

@@ -30,7 +30,9 @@ from dagster import (
     SkipReason,
     build_sensor_context,
     instance_for_test,
+    job,
     materialize,
+    op,
 )
 
 from factory_assets.alerting import AlertNotifierResource, asset_check_failure_alert_sensor
@@ -40,10 +42,12 @@ from factory_assets.model.schedule import quality_model_job
 from factory_assets.performance import (
     CHECK_NAME,
     MODEL_PERFORMANCE_KEY,
+    REFUSALS_CHECK_NAME,
     build_retrain_sensor,
     model_performance,
 )
 from factory_assets.performance.assets import ModelPerformanceConfig
+from factory_assets.performance.refusals import MODEL_REASONS
 from factory_assets.performance.tables import MODEL_PERFORMANCE
 from factory_assets.raw.partitions import line_day_key
 from factory_assets.resources import resources_from_env
@@ -120,11 +124,15 @@ def line(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Line]:
     bad = registry.publish(store, bad_model := _train(history, shuffle=True), promote_if_not_worse=False)
     registry.promote(store, bad.version, "test: the shuffled model serves from D3")
     log = decision_log(root / "spool")
+    # The bad model also knows less than it should: it refuses as out_of_support every lot whose nearest
+    # training lot lies beyond half the history's q99 distance (a season's drift, compressed into a day).
+    narrow = bad_model.recommender()
+    narrow.lot_limit = 0.5 * narrow.lot_q99
     policy = ServedModelPolicy(
         LINE,
         [
             Served(day_ns(D2), good_model.recommender(), good.version, good.version_number),
-            Served(day_ns(D3), bad_model.recommender(), bad.version, bad.version_number),
+            Served(day_ns(D3), narrow, bad.version, bad.version_number),
         ],
         log,
         outage=(day_ns(D2) + 10 * 3600 * NS_PER_S, day_ns(D2) + 11 * 3600 * NS_PER_S),
@@ -171,10 +179,21 @@ def run_performance(line: Line, date: str, **config: Any) -> Any:
         )
 
 
-def check_of(result: Any) -> Any:
-    (evaluation,) = result.get_asset_check_evaluations()
-    assert evaluation.check_name == CHECK_NAME
-    return evaluation
+def check_of(result: Any, name: str = CHECK_NAME) -> Any:
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == {CHECK_NAME, REFUSALS_CHECK_NAME}
+    return evaluations[name]
+
+
+def refused_lots(line: Line, first: str, last: str) -> dict[int, set[str]]:
+    """From the policy's ledger: lots each version refused of its own accord, logged in [first, last]."""
+    t0, t1 = day_ns(first) / NS_PER_S, day_ns(last) / NS_PER_S + 86_400
+    out: dict[int, set[str]] = {}
+    for p in line.truth:
+        e = line.ledger.get(p.production_id)
+        if e and not e.lost and e.outcome in MODEL_REASONS and t0 <= e.ts < t1:
+            out.setdefault(e.version_number, set()).add(p.lot.lot_id)
+    return out
 
 
 def row_of(line: Line, date: str) -> dict[str, Any]:
@@ -332,17 +351,21 @@ def test_bad_model_fails_the_error_check_pages_through_sns_and_requests_one_retr
     alert_ctx2 = build_sensor_context(
         instance=line.instance, resources=resources, cursor=alert_ctx.cursor, definitions=defs
     )
-    assert "1 failed" in asset_check_failure_alert_sensor(alert_ctx2).skip_message
-    (message,) = topic.messages(expected=1)
-    assert message["Subject"] == f"[CRITICAL] Asset check failed: performance/model_performance {CHECK_NAME}"
-    assert bad in message["Message"]
+    # It pages for the record (ERROR) and notifies for its own refusals (WARN) of the same run.
+    assert "2 failed" in asset_check_failure_alert_sensor(alert_ctx2).skip_message
+    messages = {m["Subject"]: m["Message"] for m in topic.messages(expected=2)}
+    assert bad in messages[f"[CRITICAL] Asset check failed: performance/model_performance {CHECK_NAME}"]
+    assert (
+        bad in messages[f"[WARNING] Asset check failed: performance/model_performance {REFUSALS_CHECK_NAME}"]
+    )
 
     retrain_ctx2 = build_sensor_context(
         instance=line.instance, resources=resources, cursor=retrain_ctx.cursor, definitions=defs
     )
     requested = retrain(retrain_ctx2)
     assert isinstance(requested, SensorResult)
-    (request,) = requested.run_requests
+    # the record check's request; the bad model also refused lots itself (its own request, below)
+    request = next(r for r in requested.run_requests if r.run_key.startswith("retrain:"))
     assert isinstance(request, RunRequest)
     assert request.partition_key == "2026-01-01" and request.run_key == f"retrain:2026-01-01:{bad}"
     assert retrain.job_name == quality_model_job.name
@@ -419,3 +442,70 @@ def test_unapplied_answer_is_overridden_and_a_new_version_is_not_judged_on_few_r
     )
     assert comparison.verdict == "not_judged" and comparison.judged_version == "model:v3"
     assert "fewer than 50" in comparison.reason
+
+
+def test_refusals_check_counts_the_serving_versions_own_refusals_and_warns_beyond_the_rule(
+    line: Line,
+) -> None:
+    good = check_of(run_performance(line, D2), REFUSALS_CHECK_NAME)
+    assert good.passed and good.metadata["refusals"].value == 0
+    assert good.metadata["judged_version"].value == f"model:v{min(line.versions)}"
+
+    first = (dt.date.fromisoformat(D3) - dt.timedelta(days=6)).isoformat()
+    refused = refused_lots(line, first, D3)[max(line.versions)]
+    assert len(refused) > 3  # the bad model's narrow support, from the ledger
+    bad = check_of(run_performance(line, D3), REFUSALS_CHECK_NAME)
+    assert not bad.passed and bad.severity.value == "WARN"
+    assert bad.metadata["refusals"].value == len(refused)
+    assert bad.metadata["judged_version"].value == f"model:v{max(line.versions)}"
+    assert bad.metadata["window"].value == f"{first}..{D3}"
+    assert f"refused {len(refused)} lots of its own accord" in bad.description
+    assert "out_of_support" in bad.description
+
+    tolerant = check_of(run_performance(line, D3, max_refusals=len(refused)), REFUSALS_CHECK_NAME)
+    assert tolerant.passed
+
+
+def _launched(instance: DagsterInstance, tags: dict[str, str]) -> None:
+    """A run carrying a request's tags, as the daemon would launch it (the sensor finds runs by tags)."""
+
+    @op
+    def noop() -> None:
+        return None
+
+    @job(name="launched_retrain")
+    def launched() -> None:
+        noop()
+
+    assert launched.execute_in_process(instance=instance, tags=tags).success
+
+
+def test_own_refusals_request_a_retrain_a_retrain_once_per_version_per_window(line: Line) -> None:
+    resources = line.resources()
+    retrain = build_retrain_sensor(today=lambda: dt.date.fromisoformat(D3) + dt.timedelta(days=1))
+    ctx = build_sensor_context(instance=line.instance, resources=resources, definitions=defs)
+    assert isinstance(retrain(ctx), SkipReason)  # past the existing history
+    bad = f"model:v{max(line.versions)}"
+
+    run_performance(line, D3)
+    ctx2 = build_sensor_context(
+        instance=line.instance, resources=resources, cursor=ctx.cursor, definitions=defs
+    )
+    result = retrain(ctx2)
+    assert isinstance(result, SensorResult)
+    (refusal_request,) = [r for r in result.run_requests if r.run_key.startswith("refusals:")]
+    assert refusal_request.run_key == f"refusals:{bad}:{line_day_key(LINE, D3)}"
+    assert refusal_request.partition_key == "2026-01-01"
+    assert refusal_request.tags["factory/trigger"] == REFUSALS_CHECK_NAME
+    assert refusal_request.tags["factory/failed-version"] == bad
+    _launched(line.instance, dict(refusal_request.tags))
+
+    # The same version fails again within the window: no second refusal retrain.
+    run_performance(line, D3)
+    ctx3 = build_sensor_context(
+        instance=line.instance, resources=resources, cursor=result.cursor, definitions=defs
+    )
+    again = retrain(ctx3)
+    requests = again.run_requests if isinstance(again, SensorResult) else []
+    assert not [r for r in requests if r.run_key.startswith("refusals:")]
+    assert all(r.run_key.startswith("retrain:") for r in requests)  # the record check's, deduped by key

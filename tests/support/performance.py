@@ -10,7 +10,8 @@ raw objects come from the history generator's batch builder, so the production t
 
 Realistic imperfections, each recorded in the ledger so tests know the exact expected counts:
 an outage window answered with 503 deadline_exceeded, lots the model refuses (NoFeasibleSetting -> 503
-model_unavailable), decisions lost before reaching the log, and retried requests logged twice.
+with its reason, as the route logs it), decisions lost before reaching the log, and retried requests
+logged twice.
 """
 
 from __future__ import annotations
@@ -103,9 +104,9 @@ class ServedModelPolicy:
         else:
             try:
                 rec = served.recommender.recommend(tuple(float(getattr(lot, n)) for n in LOT))
-            except NoFeasibleSetting as exc:
-                record.update(status=503, outcome="model_unavailable", detail=str(exc))
-                logged.status, logged.outcome = 503, "model_unavailable"
+            except NoFeasibleSetting as exc:  # the route logs the model's own reason
+                record.update(status=503, outcome=exc.reason, detail=str(exc))
+                logged.status, logged.outcome = 503, exc.reason
             else:
                 record.update(status=200, outcome="ok", parameters=rec.parameters,
                               predicted_quality=rec.predicted_quality,
