@@ -36,6 +36,7 @@ from factory_core.machine import MODEL_CODE_BASE
 from factory_sim import physics
 from factory_sim.config import NS_PER_S, SimConfig
 from factory_sim.craftsmen import (
+    Craftsman,
     Decision,
     ProductionContext,
     craftsman_decision,
@@ -417,6 +418,7 @@ class Backtest:
         best = max(crew, key=lambda n: means[n]["quality"])
         fallback_total = sum(fallbacks.values())
         run_by = CRAFTSMEN_RUN if q == 0 else MODEL_RUN
+        model_set = self._model_set(scored, next(c for c in roster(self.crew) if c.name == best))
         return {
             "quarter": start.isoformat(),
             "run_by": run_by,
@@ -445,6 +447,36 @@ class Backtest:
             "energy_kwh": {n: means[n]["energy_kwh"] for n in ("line", "oracle", best)},
             "fallback_rate": (fallback_total / n_prods) if run_by == MODEL_RUN and n_prods else 0.0,
             "fallbacks": fallbacks,
+            "model_set": model_set,
+        }
+
+    def _model_set(self, scored: list[Production], best: Craftsman) -> dict[str, Any] | None:
+        """The model's own decisions against the best craftsman on exactly those lots (the line as run
+        also holds the refused lots, which the craftsman on shift set); None where no model set a lot."""
+        mine = [p for p in scored if p.set_by_code >= MODEL_CODE_BASE]
+        if not mine:
+            return None
+        own = Scores()
+        for p in mine:
+            own.add(p.outcome)
+        theirs = _replay(
+            mine,
+            lambda p: (
+                craftsman_decision(
+                    best, p.lot, derive_key(self.seed, p.line, "decide", p.production_id)
+                ).params
+            ),
+            self.seed,
+        )
+        ours, them = own.mean(), theirs.mean()
+        return {
+            "lots": own.n,
+            "quality": ours["quality"],
+            "fault_rate": ours["fault_rate"],
+            "faults": own.faults,
+            "best_craftsman_quality": them["quality"],
+            "best_craftsman_fault_rate": them["fault_rate"],
+            "best_craftsman_faults": theirs.faults,
         }
 
 

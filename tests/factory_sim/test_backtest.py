@@ -7,6 +7,7 @@ One module-scoped run (a quarter of craftsmen, then a quarter of the model it tr
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from factory_core.rawformat import encode_batch
 from factory_core.store import LocalDirStore
 from factory_sim.channels import build_channels, seq_at, t_of_seq
 from factory_sim.config import NS_PER_S, SimConfig
-from factory_sim.demo.backtest import Backtest, quarter_starts
+from factory_sim.demo.backtest import Backtest, _sample, quarter_starts
 from factory_sim.history import build_batch
 from factory_sim.productions import productions_table
 
@@ -125,3 +126,45 @@ def test_both_checks_agree_with_the_truth_in_the_model_run_quarter(backtest: Bac
     perf = second["model_performance"]
     assert (perf["verdict"], perf["agrees"]) == ("pass", True)
     assert perf["days_judged"] >= 10 and perf["days_disagreeing_with_truth"] == []
+
+
+def test_the_models_own_refusals_retrain_it_within_the_quarter_at_most_weekly_per_version(
+    backtest: Backtest,
+) -> None:
+    """The refusal rule runs day by day: a retrain only on a day whose window holds a refusal of the serving
+    version, at most one per version per 7 days, and a promoted candidate sets the lots from the next day."""
+    retrains = backtest.report["quarters"][1]["refusal_retrains"]
+    assert retrains, "the first model refuses some of the spring's lots"
+    by_version: dict[str, list[dt.date]] = {}
+    for event in retrains:
+        assert event["refusals"] >= 1 and event["right"] in (True, False, None)
+        by_version.setdefault(event["serving"], []).append(dt.date.fromisoformat(event["day"]))
+    for days in by_version.values():
+        assert all((b - a).days >= 7 for a, b in itertools.pairwise(days))
+    for event in (e for e in retrains if e["promoted"]):
+        day = dt.datetime.fromisoformat(event["day"]).replace(tzinfo=dt.UTC)
+        before = day.timestamp() * NS_PER_S
+        after = (day + dt.timedelta(days=1)).timestamp() * NS_PER_S
+        old = {
+            p.set_by_code
+            for p in backtest.history
+            if p.start_ns < before and p.set_by_code >= MODEL_CODE_BASE
+        }
+        new = {p.set_by_code for p in backtest.history if after <= p.start_ns < after + 86_400 * NS_PER_S}
+        assert new and max(new) > max(old)  # the candidate, a newer version, sets the next day's lots
+
+
+def test_the_models_own_settings_are_held_against_the_best_craftsman_on_exactly_those_lots(
+    backtest: Backtest,
+) -> None:
+    first, second = backtest.report["quarters"]
+    assert first["model_set"] is None  # the craftsmen ran the first quarter
+    q2 = int(dt.datetime(2026, 4, 1, tzinfo=dt.UTC).timestamp()) * NS_PER_S
+    q3 = int(dt.datetime(2026, 7, 1, tzinfo=dt.UTC).timestamp()) * NS_PER_S
+    scored = _sample([p for p in backtest.history if q2 <= p.start_ns < q3], 400)
+    mine = [p for p in scored if p.set_by_code >= MODEL_CODE_BASE]
+    own = second["model_set"]
+    assert own["lots"] == len(mine) and 0 < len(mine) < len(scored) + 1
+    assert own["faults"] == sum(p.outcome.fault is not None for p in mine)
+    assert own["quality"] == pytest.approx(sum(p.outcome.quality for p in mine) / len(mine))
+    assert own["best_craftsman_quality"] < own["quality"]  # anna, replayed on the model's lots
