@@ -11,7 +11,7 @@ requests nothing. The promotion gate still decides whether the retrained model r
 Anyone can also launch `quality_model_job` for a quarter by hand (UI or `dagster job launch`).
 
 The same sensor watches `model_performance_own_refusals` (performance/refusals.py): when the serving
-version refused more lots as `out_of_support` over the support window than the rule tolerates, the lots
+version refused more lots of its own accord over the refusal window than the rule tolerates, its lots
 have moved beyond its history; the refused lots have been run since, so a retrain on the history so far
 covers them. Its run key is the failing version plus the failing day, and a request is made only if no
 refusal retrain was requested for that version within the window (`refusals.should_request`, the rule the
