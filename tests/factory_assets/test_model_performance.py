@@ -581,3 +581,36 @@ def test_a_ranged_run_records_each_days_own_row_verdict_and_plots_and_judges_the
     (request,) = requested.run_requests
     assert request.run_key == f"retrain:2026-01-01:model:v{max(line.versions)}"
     assert request.tags["factory/failed-partition"] == bad
+
+
+def test_retrain_follows_the_serving_versions_failure_among_a_ranged_runs_failed_days(line: Line) -> None:
+    """With a tolerance no model meets, D2 fails for v1 (no longer serving) and D3 for v2 (serving) in one
+    run: the days' records carry no order, and the retrain is still requested for the serving version."""
+    resources = line.resources()
+    retrain = build_retrain_sensor(today=lambda: dt.date.fromisoformat(D3) + dt.timedelta(days=1))
+    retrain_ctx = build_sensor_context(instance=line.instance, resources=resources, definitions=defs)
+    retrain(retrain_ctx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = materialize(
+            [model_performance], resources=resources, instance=line.instance,
+            run_config=RunConfig(ops={OP: ModelPerformanceConfig(tolerance=-100.0)}),
+            tags={"dagster/asset_partition_range_start": line_day_key(LINE, D2),
+                  "dagster/asset_partition_range_end": line_day_key(LINE, D3)},
+        )  # fmt: skip
+    judged = {e.partition: e.metadata["judged_version"].value for e in result.get_asset_check_evaluations()}
+    assert all(not e.passed for e in result.get_asset_check_evaluations())
+    serving = f"model:v{max(line.versions)}"
+    assert judged == {
+        str(line_day_key(LINE, D2)): f"model:v{min(line.versions)}",
+        str(line_day_key(LINE, D3)): serving,
+    }
+    requested = retrain(
+        build_sensor_context(
+            instance=line.instance, resources=resources, cursor=retrain_ctx.cursor, definitions=defs
+        )
+    )
+    assert isinstance(requested, SensorResult), requested
+    (request,) = requested.run_requests
+    assert request.run_key == f"retrain:2026-01-01:{serving}"
+    assert request.tags["factory/failed-partition"] == str(line_day_key(LINE, D3))
