@@ -49,11 +49,12 @@ ASSETS = list(
 )
 ALL_ASSETS = [*ASSETS, *with_source_code_references([*MODEL_ASSETS, *PERFORMANCE_ASSETS]), decision_log]
 
-# Built-in conditions run in the daemon; the aggregates' custom condition needs the user-code server.
+# Custom conditions (productions' raw window, aggregates' complete day) run on the user-code server.
 productions_automation = AutomationConditionSensorDefinition(
     "productions_automation",
     target=AssetSelection.assets(PRODUCTIONS_KEY),
     minimum_interval_seconds=30,
+    use_user_code_server=True,  # RawWindowTouched (production/automation.py) is a custom condition
     default_status=DefaultSensorStatus.RUNNING,
     description="Refreshes production tables whose raw objects landed (intraday and late objects).",
 )

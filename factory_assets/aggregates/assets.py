@@ -14,15 +14,14 @@ from typing import Any
 
 import polars as pl
 from dagster import (
-    AssetCheckResult,
     AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     BackfillPolicy,
     Failure,
     MaterializeResult,
     MetadataValue,
+    Output,
     asset,
 )
 
@@ -32,6 +31,7 @@ from factory_assets.aggregates.tables import DAILY_LINE_AGGREGATES, DAILY_SET_BY
 from factory_assets.dimensions.compute import lot_rows
 from factory_assets.dimensions.tables import LOTS
 from factory_assets.markdown import md_table
+from factory_assets.partition_checks import Verdict, partition_check_spec, report
 from factory_assets.production.assets import MAX_PARTITIONS_PER_RUN
 from factory_assets.production.checks import check_metadata
 from factory_assets.production.completeness import PRODUCTIONS_KEY, reported_days
@@ -64,7 +64,7 @@ CHECKS = {
     deps=[PRODUCTIONS_KEY],
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
     automation_condition=aggregates_condition(PRODUCTIONS_KEY),
-    check_specs=[AssetCheckSpec(name, asset=AGGREGATES_KEY, description=d) for name, d in CHECKS.items()],
+    check_specs=[partition_check_spec(name, AGGREGATES_KEY, d) for name, d in CHECKS.items()],
     group_name="aggregates",
     kinds={"sql", "polars"},
     owners=["team:data-platform"],
@@ -72,7 +72,7 @@ CHECKS = {
 )
 def daily_line_aggregates(
     context: AssetExecutionContext, object_store: ObjectStoreResource, warehouse: WarehouseResource
-) -> Iterator[MaterializeResult | AssetCheckResult]:
+) -> Iterator[MaterializeResult | Output[None]]:
     store = object_store.get_store()
     keys = list(context.partition_keys)
     reports = reported_days(context.instance, keys)
@@ -91,9 +91,7 @@ def daily_line_aggregates(
             },
             allow_retries=False,
         )
-    mismatched: list[str] = []
-    bad_quality: list[str] = []
-    total_breakdown = 0
+    verdicts: list[Verdict] = []
     for pk in keys:
         line, date = split_key(pk)
         key = processed_key(line, date)
@@ -115,24 +113,35 @@ def daily_line_aggregates(
             ]
         )
         stored = warehouse.fetch(DAILY_LINE_AGGREGATES, day_keys)
-        stored_parts = warehouse.fetch(DAILY_SET_BY_BREAKDOWN, day_keys)
-        stored_lots = warehouse.fetch(LOTS, day_keys)
-        matches = (
-            bool(stored)
-            and stored[0]["productions"] == frame.height
-            and (sum(p["productions"] for p in stored_parts) == frame.height)
-            and len(stored_lots) == frame.height
-        )
+        counts = {
+            "warehouse_productions": stored[0]["productions"] if stored else None,
+            "breakdown_productions": sum(
+                p["productions"] for p in warehouse.fetch(DAILY_SET_BY_BREAKDOWN, day_keys)
+            ),
+            "lots": len(warehouse.fetch(LOTS, day_keys)),
+        }
+        matches = all(n == frame.height for n in counts.values())
         qs = [row["quality_p10"], row["quality_p50"], row["quality_p90"], row["quality_mean"]]
         quality_ok = not (
             any(q is not None and not 0.0 <= q <= 100.0 for q in qs)
             or (None not in qs[:3] and not qs[0] <= qs[1] <= qs[2])
         )
-        if not matches:
-            mismatched.append(str(pk))
-        if not quality_ok:
-            bad_quality.append(str(pk))
-        total_breakdown += len(parts)
+        severity = AssetCheckSeverity.ERROR
+        quality = {
+            k: row[k]
+            for k in ("quality_p10", "quality_p50", "quality_p90", "quality_mean")
+            if row[k] is not None
+        }
+        verdicts += [
+            Verdict(
+                "aggregates_match_productions",
+                str(pk),
+                matches,
+                severity,
+                {"parquet_rows": frame.height, **counts},
+            ),
+            Verdict("aggregates_quality_range", str(pk), quality_ok, severity, quality),
+        ]
         context.add_asset_metadata(
             _partition_metadata(row, parts, len(lots), frame.height, warehouse.describe())
             | check_metadata(
@@ -142,18 +151,8 @@ def daily_line_aggregates(
         )
     # Run-scoped metadata lands on every partition's event: only what holds for each of them.
     yield MaterializeResult(metadata={"run_partitions": len(keys)})
-    yield AssetCheckResult(
-        check_name="aggregates_match_productions",
-        passed=not mismatched,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={"failed_partitions": MetadataValue.json(mismatched), "breakdown_rows": total_breakdown},
-    )
-    yield AssetCheckResult(
-        check_name="aggregates_quality_range",
-        passed=not bad_quality,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={"failed_partitions": MetadataValue.json(bad_quality)},
-    )
+    # Then both checks' verdicts on each partition, recorded on that partition (see partition_checks.py).
+    yield from report(context, AGGREGATES_KEY, verdicts)
 
 
 PREVIEW = ("line", "date", "productions", "quality_mean", "quality_p10", "quality_p50", "quality_p90", "faults",

@@ -29,6 +29,7 @@ from factory_core.alerting import Severity
 
 MAX_STEP_ERRORS = 5
 CHECK_BATCH = 200
+MAX_PARTITIONS_NAMED = 20
 
 
 @run_failure_sensor(
@@ -74,16 +75,25 @@ def _root_cause_line(event: DagsterEvent) -> str:
     return text.splitlines()[0] if text else "no message"
 
 
-def _alert_check_failure(
-    notifier: AlertNotifierResource, record: AssetCheckExecutionRecord, newer_failures: int
-) -> None:
+def _alert_check_failure(notifier: AlertNotifierResource, failed: list[AssetCheckExecutionRecord]) -> None:
+    """One alert for a check's new failures: the newest one's details, every failed partition named."""
+    record = max(failed, key=lambda r: r.id)
     evaluation = record.event.asset_check_evaluation if record.event else None
     asset = record.key.asset_key.to_user_string()
     check = record.key.name
     severity = evaluation.severity if evaluation else AssetCheckSeverity.ERROR
     body = [f"Asset check {check} on {asset} failed ({severity.value})."]
-    if newer_failures > 1:
-        body.append(f"{newer_failures} failed evaluations since the last sensor tick.")
+    if len(failed) > 1:
+        body.append(f"{len(failed)} failed evaluations since the last sensor tick.")
+    partitions = sorted({r.partition for r in failed if r.partition})
+    if partitions:  # partitioned checks: one evaluation per partition, a ranged run may fail several days
+        shown = ", ".join(partitions[:MAX_PARTITIONS_NAMED])
+        more = (
+            f" and {len(partitions) - MAX_PARTITIONS_NAMED} more"
+            if len(partitions) > MAX_PARTITIONS_NAMED
+            else ""
+        )
+        body.append(f"Failed partitions: {shown}{more}.")
     if evaluation is not None:
         if evaluation.description:
             body.append(evaluation.description)
@@ -143,7 +153,7 @@ def asset_check_failure_alert_sensor(
             continue
         failed = [r for r in done if r.status == AssetCheckExecutionRecordStatus.FAILED]
         if failed and not first:
-            _alert_check_failure(alert_notifier, max(failed, key=lambda r: r.id), len(failed))
+            _alert_check_failure(alert_notifier, failed)
             alerted += 1
         seen[name] = max(r.id for r in done)
     context.update_cursor(json.dumps(seen, sort_keys=True))

@@ -8,9 +8,11 @@ replaces the partition's warehouse row (delete + insert in one transaction), so 
 The glue reads; performance/compute.py decides (join rule, counting, comparable craftsmen: see there).
 Day D reads the decision log of D-1 (its last `max_lead_s`) and D, the production table of D, and the
 production tables of the trailing window (and further back for the craftsmen while any of them has too
-few productions). The asset check `model_performance_beats_best_craftsman` (ERROR) fails when the serving
-model's realized quality over the window is below the best craftsman's on the same lots; the alerting
-sensor pages on it and performance/retrain.py requests a retrain.
+few productions). The asset check `model_performance_beats_best_craftsman` (ERROR) is judged per partition
+(factory_assets/partition_checks.py): it fails on a day whose trailing window shows the serving model's
+realized quality below the best craftsman's on the same lots; the alerting sensor pages on it and
+performance/retrain.py requests a retrain. So is `model_performance_own_refusals` (WARN, refusals.py).
+Every partition's materialization carries its own row, verdict and plots, also in ranged runs and backfills.
 """
 
 import datetime as dt
@@ -20,9 +22,7 @@ from typing import Any
 
 import polars as pl
 from dagster import (
-    AssetCheckResult,
     AssetCheckSeverity,
-    AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
     AssetKey,
@@ -33,6 +33,7 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     MultiPartitionMapping,
+    Output,
     TableColumn,
     TableSchema,
     TimeWindowPartitionMapping,
@@ -44,6 +45,7 @@ from factory_assets.aggregates.automation import aggregates_condition
 from factory_assets.decisions.assets import DECISION_LOG_KEY
 from factory_assets.markdown import md_table
 from factory_assets.model.versions_table import json_safe
+from factory_assets.partition_checks import Verdict, partition_check_spec, report
 from factory_assets.performance import compute, plots, refusals
 from factory_assets.performance.tables import MODEL_PERFORMANCE
 from factory_assets.production.assets import MAX_PARTITIONS_PER_RUN, PRODUCTIONS_KEY
@@ -299,17 +301,17 @@ def _partition_metadata(
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
     automation_condition=aggregates_condition(PRODUCTIONS_KEY),
     check_specs=[
-        AssetCheckSpec(
+        partition_check_spec(
             CHECK_NAME,
-            asset=MODEL_PERFORMANCE_KEY,
-            description="The serving model's realized mean QA quality over the trailing window is at least "
-            "the best craftsman's on the same lots (ERROR: pages, and requests a retrain).",
+            MODEL_PERFORMANCE_KEY,
+            "The serving model's realized mean QA quality over the trailing window is at least the best "
+            "craftsman's on the same lots, judged per day (ERROR: pages, and requests a retrain).",
         ),
-        AssetCheckSpec(
+        partition_check_spec(
             REFUSALS_CHECK_NAME,
-            asset=MODEL_PERFORMANCE_KEY,
-            description="The serving model refused at most max_refusals lots as out_of_support over "
-            "the trailing support window (WARN: the lots moved beyond its history; requests a retrain on "
+            MODEL_PERFORMANCE_KEY,
+            "The serving model refused at most max_refusals lots as out_of_support over the trailing "
+            "support window, judged per day (WARN: the lots moved beyond its history; requests a retrain on "
             "the history since, at most once per version and window).",
         ),
     ],
@@ -323,79 +325,81 @@ def model_performance(
     config: ModelPerformanceConfig,
     object_store: ObjectStoreResource,
     warehouse: WarehouseResource,
-) -> Iterator[MaterializeResult | AssetCheckResult]:
+) -> Iterator[MaterializeResult | Output[None]]:
     store = object_store.get_store()
     tables: dict[str, Tables] = {}
-    rows: list[dict[str, Any]] = []
-    verdicts: list[dict[str, Any]] = []
-    last: tuple[dict[str, Any], compute.Match, compute.Comparison] | None = None
-    refused_by: list[tuple[str, refusals.RefusalVerdict]] = []
-    for pk in context.partition_keys:
+    keys = list(context.partition_keys)
+    verdicts: list[Verdict] = []
+    for pk in keys:
         line, date = split_key(pk)
         line_tables = tables.setdefault(line, Tables(store, line))
         row, match, comparison, bad = compute_partition(store, line_tables, line, date, config)
-        refused_by.append((str(pk), refusals_partition(store, line, date, config)))
+        refused = refusals_partition(store, line, date, config)
         for key in bad:
             context.log.warning(f"{pk}: decision segment {key} does not decode; left out")
         warehouse.replace_partition([(MODEL_PERFORMANCE, {"line": line, "date": row["date"]}, [row])])
-        rows.append(row)
-        verdicts.append({"partition": str(pk), "judged_version": row["judged_version"], "verdict": row["verdict"],
-                         "reason": comparison.reason, "margin": row["margin"]})  # fmt: skip
-        last = (row, match, comparison)
-    metadata: dict[str, Any] = {
-        "dagster/row_count": len(rows),
-        "dagster/column_schema": _schema(),
-        "warehouse": warehouse.describe(),
-        "summary": MetadataValue.md(_summary(rows)),
-    }
-    if len(rows) == 1 and last is not None:
-        metadata |= _partition_metadata(*last)
-    yield MaterializeResult(metadata=metadata)
-    failed = [v for v in verdicts if v["verdict"] == "fail"]
-    focus = failed[-1] if failed else verdicts[-1]
-    focus_row = next(r for r in rows if f"{r['date']}|{r['line']}" == focus["partition"])
-    yield AssetCheckResult(
-        check_name=CHECK_NAME,
-        passed=not failed,
-        severity=AssetCheckSeverity.ERROR,
-        description="; ".join(f"{v['partition']}: {v['reason']}" for v in (failed or verdicts[-1:])),
-        metadata={
-            "partition": focus["partition"],
-            "judged_version": focus["judged_version"] or "",
-            **{
-                name: MetadataValue.float(focus_row[name])
-                for name in ("ai_window_quality", "best_craftsman_quality", "margin")
-                if focus_row[name] is not None  # not judged: no figure rather than NaN
+        # Each partition's own event carries its own row, verdict and plots (ranged runs and backfills too).
+        context.add_asset_metadata(
+            {
+                "dagster/row_count": 1,
+                "summary": MetadataValue.md(_summary([row])),
+                **_partition_metadata(row, match, comparison),
             },
-            "best_craftsman": focus_row["best_craftsman"] or "",
-            "window": f"{focus_row['window_start']}..{focus_row['date']}",
-            "craftsman_window": f"{focus_row['craftsman_window_start']}..{focus_row['date']}",
-            "failed_partitions": MetadataValue.json([v["partition"] for v in failed]),
-            "verdicts": MetadataValue.json(verdicts),
+            partition_key=pk,
+        )
+        verdicts += [_verdict(str(pk), row, comparison), _refusal_verdict(str(pk), refused)]
+    # Run-scoped metadata lands on every partition's event: only what holds for each of them.
+    yield MaterializeResult(
+        metadata={
+            "dagster/column_schema": _schema(),
+            "warehouse": warehouse.describe(),
+            "run_partitions": len(keys),
+        }
+    )
+    # Then both checks' verdicts on each partition, recorded on that partition (see partition_checks.py).
+    yield from report(context, MODEL_PERFORMANCE_KEY, verdicts)
+
+
+def _verdict(partition: str, row: dict[str, Any], comparison: compute.Comparison) -> Verdict:
+    """The record check on one partition: fails when the day's trailing window judged the serving model
+    worse than the best craftsman. Its metadata names the judged version (what the retrain sensor compares
+    with the serving pointer)."""
+    return Verdict(
+        CHECK_NAME,
+        partition,
+        passed=row["verdict"] != "fail",
+        severity=AssetCheckSeverity.ERROR,
+        description=f"{partition}: {comparison.reason}",
+        metadata={
+            "verdict": row["verdict"],
+            "judged_version": row["judged_version"] or "",
+            **{
+                name: MetadataValue.float(row[name])
+                for name in ("ai_window_quality", "best_craftsman_quality", "margin")
+                if row[name] is not None  # not judged: no figure rather than NaN
+            },
+            "best_craftsman": row["best_craftsman"] or "",
+            "window": f"{row['window_start']}..{row['date']}",
+            "craftsman_window": f"{row['craftsman_window_start']}..{row['date']}",
         },
     )
-    yield _refusal_check(refused_by)
 
 
-def _refusal_check(refused_by: list[tuple[str, refusals.RefusalVerdict]]) -> AssetCheckResult:
-    """One result for the run: failed if any partition's serving version refused too many lots itself;
-    its metadata names the newest failing partition (what the retrain sensor reads) and lists them all."""
-    failed = [(pk, v) for pk, v in refused_by if not v.passed]
-    focus_pk, focus = (failed or refused_by)[-1]
-    return AssetCheckResult(
-        check_name=REFUSALS_CHECK_NAME,
-        passed=not failed,
+def _refusal_verdict(partition: str, refused: refusals.RefusalVerdict) -> Verdict:
+    """The refusal check on one partition: fails when the serving version refused too many lots itself
+    over the window ending that day; its metadata names the version (what the retrain sensor reads)."""
+    return Verdict(
+        REFUSALS_CHECK_NAME,
+        partition,
+        passed=refused.passed,
         severity=AssetCheckSeverity.WARN,
-        description="; ".join(f"{pk}: {v.description}" for pk, v in (failed or refused_by[-1:])),
+        description=f"{partition}: {refused.description}",
         metadata={
-            "partition": focus_pk,
-            "judged_version": "" if focus.version_number is None else f"model:v{focus.version_number}",
-            "refusals": focus.refusals,
-            "by_reason": MetadataValue.json(focus.by_reason),
-            "answered": focus.answered,
-            "window": f"{focus.rule.window_first(focus.day)}..{focus.day}",
-            "max_refusals": focus.rule.max_refusals,
-            "failed_partitions": MetadataValue.json([pk for pk, _ in failed]),
-            "refusals_by_partition": MetadataValue.json({pk: v.refusals for pk, v in refused_by}),
+            "judged_version": "" if refused.version_number is None else f"model:v{refused.version_number}",
+            "refusals": refused.refusals,
+            "by_reason": MetadataValue.json(refused.by_reason),
+            "answered": refused.answered,
+            "window": f"{refused.rule.window_first(refused.day)}..{refused.day}",
+            "max_refusals": refused.rule.max_refusals,
         },
     )

@@ -82,6 +82,10 @@ def _failure_metadata(record: Any) -> dict[str, Any]:
     return dict(evaluation.metadata) if evaluation else {}
 
 
+def _judged(record: Any) -> str:
+    return _metadata_value(_failure_metadata(record), "judged_version")
+
+
 def _refusal_days_requested(context: SensorEvaluationContext, version: str) -> list[dt.date]:
     """Days on which a refusal retrain was already requested for `version` (from the runs' tags)."""
     runs = context.instance.get_runs(
@@ -132,7 +136,9 @@ def build_retrain_sensor(
             if not failed:
                 skipped.append(f"no new failure of {name}")
                 continue
-            record = max(failed, key=lambda r: r.id)
+            # Judged per partition: a ranged run's days are records in no particular id order, so the
+            # serving version's failure among them counts, not whichever record has the largest id.
+            record = max(failed, key=lambda r: (_judged(r) == serving, r.id))
             metadata = _failure_metadata(record)
             judged = _metadata_value(metadata, "judged_version")
             partition = _metadata_value(metadata, "partition")

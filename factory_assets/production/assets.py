@@ -12,8 +12,6 @@ from typing import Any
 
 import polars as pl
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
     BackfillPolicy,
@@ -24,6 +22,7 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     MultiPartitionMapping,
+    Output,
     TableColumn,
     TableSchema,
     TimeWindowPartitionMapping,
@@ -32,6 +31,7 @@ from dagster import (
 from pydantic import Field
 
 from factory_assets.markdown import md_table
+from factory_assets.partition_checks import Verdict, partition_check_spec, report
 from factory_assets.production.automation import PRODUCTIONS_CONDITION
 from factory_assets.production.checks import RULES, check_metadata
 from factory_assets.production.columns import describe
@@ -147,8 +147,7 @@ def _partition_metadata(day: DayResult, key: str, data: bytes) -> dict[str, Any]
     automation_condition=PRODUCTIONS_CONDITION,
     freshness_policy=PRODUCTIONS_FRESHNESS,
     check_specs=[
-        AssetCheckSpec(name, asset=PRODUCTIONS_KEY, description=rule.description)
-        for name, rule in RULES.items()
+        partition_check_spec(name, PRODUCTIONS_KEY, rule.description) for name, rule in RULES.items()
     ],
     group_name="production",
     kinds={"polars", "parquet"},
@@ -157,11 +156,10 @@ def _partition_metadata(day: DayResult, key: str, data: bytes) -> dict[str, Any]
 )
 def productions(
     context: AssetExecutionContext, config: ProductionsConfig, object_store: ObjectStoreResource
-) -> Iterator[MaterializeResult | AssetCheckResult]:
+) -> Iterator[MaterializeResult | Output[None]]:
     store = object_store.get_store()
     keys = list(context.partition_keys)
-    results: dict[str, list[tuple[str, bool, dict[str, Any]]]] = {name: [] for name in RULES}
-    complete: list[str] = []
+    verdicts: list[Verdict] = []
     for pk in keys:
         line, date = split_key(pk)
         day = build_day(store, line, date, config.lookback_s, config.lookahead_s)
@@ -170,12 +168,10 @@ def productions(
         data = parquet_bytes(day.frame)
         out_key = processed_key(line, date)
         store.put(out_key, data)
-        if day.complete:
-            complete.append(str(pk))
-        checks: dict[str, Any] = {}
+        checks: dict[str, bool] = {}
         for name, rule in RULES.items():
             passed, md = rule.fn(day)
-            results[name].append((str(pk), passed, md))
+            verdicts.append(Verdict(name, str(pk), passed, rule.severity, md))
             checks[name] = passed
         # Each partition's own materialization event carries its own figures (ranged runs and
         # backfills included): Dagster merges partition-scoped metadata into that partition's event.
@@ -187,15 +183,5 @@ def productions(
         )
     # Run-scoped metadata (copied onto every partition's event): only what is true for each of them.
     yield MaterializeResult(metadata={"run_partitions": len(keys)})
-    for name, rule in RULES.items():
-        failed = [(pk, md) for pk, passed, md in results[name] if not passed]
-        detail = failed if failed else results[name][:1]
-        yield AssetCheckResult(
-            check_name=name,
-            passed=not failed,
-            severity=rule.severity,
-            metadata={
-                "failed_partitions": MetadataValue.json([pk for pk, _ in failed]),
-                "details": MetadataValue.json({pk: md for pk, md in ((d[0], d[-1]) for d in detail)}),
-            },
-        )
+    # Then every rule's verdict on each partition, recorded on that partition (see partition_checks.py).
+    yield from report(context, PRODUCTIONS_KEY, verdicts)

@@ -2,11 +2,10 @@
 
 Why in-asset (check_specs): the table is partitioned; the asset holds the partition's frame and inputs
 (completeness, quarantined objects), so checking there costs no re-read and cannot drift from the file.
-Each rule returns (passed, metadata) per partition. The asset records every rule's verdict on that
-partition's own materialization (`check/<rule>` metadata: the partition view shows which day failed) and
-folds them into one AssetCheckResult per run naming the failed partitions. Why not partitioned asset
-checks: in Dagster 1.13 `AssetCheckSpec(partitions_def=...)` is still a preview API (it warns), and a
-check result cannot name a partition from inside a multi-partition run.
+Each rule returns (passed, metadata) per partition. The asset records every rule's verdict as a
+partitioned asset check evaluation of that partition (factory_assets/partition_checks.py: the check's
+Partitions tab shows which day failed, also for the days of a ranged run or backfill) and on that
+partition's own materialization (`check/<rule>` metadata, next to the figures it judged).
 """
 
 from __future__ import annotations

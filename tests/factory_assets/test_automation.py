@@ -85,13 +85,23 @@ def test_raw_objects_trigger_touched_partitions_and_aggregates_wait_for_complete
     assert res2.get_requested_partitions(AGGREGATES_KEY) == {line_day_key(LINE, DAY)}
     assert line_day_key(LINE, DAY) not in res2.get_requested_partitions(PRODUCTIONS_KEY)
 
-    # A late object inside NEXT_DAY: only the partitions it touches refresh.
+    # A late object inside NEXT_DAY (10:07): only the tables that read its data refresh - NEXT_DAY, and
+    # 2026-03-04, never materialized, which reads NEXT_DAY's last hour - not DAY, which reads only
+    # NEXT_DAY's first hour (as every intraday object of today must not re-run yesterday's table too).
     t = int(dt.datetime(2026, 3, 3, 10, 7, tzinfo=dt.UTC).timestamp()) * 10**9
     put_small_object(local_store, LINE, t, group="late")
-    _record_new_objects(instance, resources, cursor)
+    cursor = _record_new_objects(instance, resources, cursor)
     res3 = evaluate_automation_conditions(
         defs, instance, asset_selection=sel, evaluation_time=EVAL_TIME, cursor=res2.cursor
     )
     assert res3.get_requested_partitions(PRODUCTIONS_KEY) == {
-        line_day_key(LINE, d) for d in (DAY, NEXT_DAY, "2026-03-04")
+        line_day_key(LINE, d) for d in (NEXT_DAY, "2026-03-04")
     }
+    # One inside NEXT_DAY's first hour (00:20), which DAY's table reads: DAY refreshes too.
+    t = int(dt.datetime(2026, 3, 3, 0, 20, tzinfo=dt.UTC).timestamp()) * 10**9
+    put_small_object(local_store, LINE, t, group="early")
+    _record_new_objects(instance, resources, cursor)
+    res4 = evaluate_automation_conditions(
+        defs, instance, asset_selection=sel, evaluation_time=EVAL_TIME, cursor=res3.cursor
+    )
+    assert line_day_key(LINE, DAY) in res4.get_requested_partitions(PRODUCTIONS_KEY)

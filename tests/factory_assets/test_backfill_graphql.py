@@ -169,3 +169,25 @@ def test_factory_onboard_backfills_productions_then_the_complete_days_aggregates
             assert run["status"] == "SUCCESS"
             assert tags["dagster/asset_partition_range_start"] == _partition(BACKFILL_DAYS[0])
             assert tags["dagster/asset_partition_range_end"] == _partition(BACKFILL_DAYS[-1])
+
+
+def test_a_backfill_shows_each_days_check_verdict_in_the_check_partitions_view(
+    deployment: LiveDagster,
+) -> None:
+    """A productions backfill over a complete day and the last history day (no following hour: incomplete)
+    runs as one partition-range run (BackfillPolicy.multi_run); GraphQL, as the check's Partitions tab reads
+    it, shows the completeness check passed on the first day and failed on the second, the others passed."""
+    live = deployment
+    _record_raw_partitions(live)
+    complete, incomplete = _partition(HISTORY_DAYS[1]), _partition(HISTORY_DAYS[2])
+    backfill_id = live.launch_backfill([PRODUCTIONS_KEY], [complete, incomplete], title="check per partition")
+    state = live.wait_backfill_done(backfill_id, BACKFILL_TIMEOUT_S)
+    assert state["status"] == "COMPLETED_SUCCESS", state
+    (run,) = state["runs"]  # both days in one ranged run
+    assert run["status"] == "SUCCESS", run
+    statuses = live.check_partition_statuses(PRODUCTIONS_KEY, "productions_completeness")
+    assert complete in statuses["SUCCEEDED"] and incomplete not in statuses["SUCCEEDED"], statuses
+    assert statuses["FAILED"] == {incomplete}, statuses
+    for check in ("productions_schema", "productions_unique_ids", "raw_objects_valid"):
+        statuses = live.check_partition_statuses(PRODUCTIONS_KEY, check)
+        assert {complete, incomplete} <= statuses["SUCCEEDED"] and "FAILED" not in statuses, (check, statuses)

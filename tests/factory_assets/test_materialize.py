@@ -152,7 +152,7 @@ def test_corrupt_object_is_quarantined_and_does_not_block(local_store: LocalDirS
     result = _run(resources, line_day_key(LINE, DAY), instance, selection="production/productions")
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert not checks["raw_objects_valid"].passed
-    assert bad in str(checks["raw_objects_valid"].metadata["details"].value)
+    assert bad in str(checks["raw_objects_valid"].metadata["quarantined"].value)
     assert not checks["productions_completeness"].passed  # the lost hour is not covered
     assert local_store.exists(f"quarantine/{bad}")
     assert b"reason" in local_store.get(f"quarantine/{bad}.reason.json")

@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 import pytest
 from dagster import (
+    AssetCheckKey,
     AssetKey,
     DagsterInstance,
     Definitions,
@@ -509,3 +510,108 @@ def test_own_refusals_request_a_retrain_a_retrain_once_per_version_per_window(li
     requests = again.run_requests if isinstance(again, SensorResult) else []
     assert not [r for r in requests if r.run_key.startswith("refusals:")]
     assert all(r.run_key.startswith("retrain:") for r in requests)  # the record check's, deduped by key
+
+
+def test_a_ranged_run_records_each_days_own_row_verdict_and_plots_and_judges_the_check_per_day(
+    line: Line, topic: Topic
+) -> None:
+    """D2 (the sound model: pass) and D3 (the shuffled one: fail) in one partition-range run, as a backfill
+    chunk runs them: each day's event carries its own figures, each day's check its own verdict; the alert
+    names the failing day only and the retrain sensor still requests the serving version's retrain."""
+    notifier = AlertNotifierResource(
+        sns_topic_arn=topic.arn, sns_endpoint_url=topic.endpoint, min_interval_s=0
+    )
+    resources = {**line.resources(), "alert_notifier": notifier}
+    retrain = build_retrain_sensor(today=lambda: dt.date.fromisoformat(D3) + dt.timedelta(days=1))
+    alert_ctx = build_sensor_context(instance=line.instance, resources=resources, definitions=defs)
+    asset_check_failure_alert_sensor(alert_ctx)
+    retrain_ctx = build_sensor_context(instance=line.instance, resources=resources, definitions=defs)
+    retrain(retrain_ctx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = materialize(
+            [model_performance], resources=line.resources(), instance=line.instance,
+            tags={"dagster/asset_partition_range_start": line_day_key(LINE, D2),
+                  "dagster/asset_partition_range_end": line_day_key(LINE, D3)},
+        )  # fmt: skip
+    assert result.success
+    events = {str(m.partition): m.metadata for m in result.asset_materializations_for_node(OP)}
+    good, bad = str(line_day_key(LINE, D2)), str(line_day_key(LINE, D3))
+    assert set(events) == {good, bad}
+    for pk, date in ((good, D2), (bad, D3)):
+        md, row = events[pk], row_of(line, date)
+        assert md["dagster/row_count"].value == 1, pk  # its own warehouse row, not the run's two
+        assert md["verdict"].value == row["verdict"] and md["judged_version"].value == row["judged_version"]
+        assert md["matched_ai_productions"].value == row["matched_ai_productions"]
+        assert f"| {date} |" in md["summary"].value and (D2 if date == D3 else D3) not in md["summary"].value
+        assert md["ai_vs_craftsmen"].value.startswith("![AI vs craftsmen](data:image/png;base64,")
+    assert events[good]["verdict"].value == "pass" and events[bad]["verdict"].value == "fail"
+    assert events[good]["predicted_vs_realized"].value != events[bad]["predicted_vs_realized"].value
+    # The check, judged per day: the passing and the failing day of the same run apart.
+    by_partition = {
+        e.partition: e for e in result.get_asset_check_evaluations() if e.check_name == CHECK_NAME
+    }
+    assert set(by_partition) == {good, bad}
+    assert by_partition[good].passed and not by_partition[bad].passed
+    assert by_partition[bad].metadata["judged_version"].value == f"model:v{max(line.versions)}"
+    assert by_partition[bad].metadata["partition"].value == bad and bad in by_partition[bad].description
+    check_key = AssetCheckKey(MODEL_PERFORMANCE_KEY, CHECK_NAME)
+    state = line.instance.event_log_storage.get_asset_check_state(
+        [(check_key, model_performance.partitions_def)]
+    )
+    subsets = {
+        s.value: set(map(str, v.subset_value.get_partition_keys()))
+        for s, v in state[check_key].subsets.items()
+    }
+    assert subsets["SUCCEEDED"] >= {good} and good not in subsets["FAILED"]
+    assert subsets["FAILED"] >= {bad} and bad not in subsets["SUCCEEDED"]
+    # The alert names the failing day; the retrain sensor requests the serving version's retrain.
+    alert_ctx2 = build_sensor_context(
+        instance=line.instance, resources=resources, cursor=alert_ctx.cursor, definitions=defs
+    )
+    asset_check_failure_alert_sensor(alert_ctx2)
+    (message,) = [m for m in topic.messages(expected=2) if m["Subject"].endswith(CHECK_NAME)]
+    assert f"Failed partitions: {bad}." in message["Message"] and good not in message["Message"]
+    requested = retrain(
+        build_sensor_context(
+            instance=line.instance, resources=resources, cursor=retrain_ctx.cursor, definitions=defs
+        )
+    )
+    assert isinstance(requested, SensorResult)
+    (request,) = [r for r in requested.run_requests if r.run_key.startswith("retrain:")]  # the record check's
+    assert request.run_key == f"retrain:2026-01-01:model:v{max(line.versions)}"
+    assert request.tags["factory/failed-partition"] == bad
+
+
+def test_retrain_follows_the_serving_versions_failure_among_a_ranged_runs_failed_days(line: Line) -> None:
+    """With a tolerance no model meets, D2 fails for v1 (no longer serving) and D3 for v2 (serving) in one
+    run: the days' records carry no order, and the retrain is still requested for the serving version."""
+    resources = line.resources()
+    retrain = build_retrain_sensor(today=lambda: dt.date.fromisoformat(D3) + dt.timedelta(days=1))
+    retrain_ctx = build_sensor_context(instance=line.instance, resources=resources, definitions=defs)
+    retrain(retrain_ctx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = materialize(
+            [model_performance], resources=resources, instance=line.instance,
+            run_config=RunConfig(ops={OP: ModelPerformanceConfig(tolerance=-100.0)}),
+            tags={"dagster/asset_partition_range_start": line_day_key(LINE, D2),
+                  "dagster/asset_partition_range_end": line_day_key(LINE, D3)},
+        )  # fmt: skip
+    record_checks = [e for e in result.get_asset_check_evaluations() if e.check_name == CHECK_NAME]
+    judged = {e.partition: e.metadata["judged_version"].value for e in record_checks}
+    assert all(not e.passed for e in record_checks)
+    serving = f"model:v{max(line.versions)}"
+    assert judged == {
+        str(line_day_key(LINE, D2)): f"model:v{min(line.versions)}",
+        str(line_day_key(LINE, D3)): serving,
+    }
+    requested = retrain(
+        build_sensor_context(
+            instance=line.instance, resources=resources, cursor=retrain_ctx.cursor, definitions=defs
+        )
+    )
+    assert isinstance(requested, SensorResult), requested
+    (request,) = [r for r in requested.run_requests if r.run_key.startswith("retrain:")]  # the record check's
+    assert request.run_key == f"retrain:2026-01-01:{serving}"
+    assert request.tags["factory/failed-partition"] == str(line_day_key(LINE, D3))

@@ -1,5 +1,7 @@
-"""Truth per partition: a ranged run (one backfill chunk) records each partition's own figures, and the
-daily aggregates refuse an incomplete day whoever launches them (the model's window never counts it)."""
+"""Truth per partition: a ranged run (one backfill chunk) records each partition's own figures and each
+partition's own check verdicts (a failing and a passing day of the same run apart, as the check's
+Partitions tab shows them), and the daily aggregates refuse an incomplete day whoever launches them (the
+model's window never counts it)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetCheckKey, AssetKey, DagsterInstance, instance_for_test, materialize
 
 from factory_assets.aggregates.assets import AGGREGATES_KEY
 from factory_assets.aggregates.tables import DAILY_LINE_AGGREGATES
@@ -17,7 +19,7 @@ from factory_assets.definitions import ASSETS
 from factory_assets.model.data import load_training_set
 from factory_assets.production.checks import RULES
 from factory_assets.production.completeness import PRODUCTIONS_KEY, reported_day
-from factory_assets.raw.partitions import line_day_key
+from factory_assets.raw.partitions import LINE_DAY_PARTITIONS, line_day_key
 from factory_assets.resources import LocalObjectStoreResource, WarehouseResource
 from factory_core.layout import processed_key
 from factory_core.store import LocalDirStore
@@ -74,6 +76,75 @@ def test_a_ranged_run_records_each_partitions_own_row_count_preview_plot_and_che
     assert first["day_complete"] is True and first["check/productions_completeness"] is True
     assert last["day_complete"] is False and last["check/productions_completeness"] is False
     assert first["sha256"] != last["sha256"]
+
+
+def _check_records(instance: DagsterInstance, key: AssetKey, check: str) -> dict[str | None, list[Any]]:
+    """Every execution record of a check, by partition (None: an unpartitioned record)."""
+    out: dict[str | None, list[Any]] = {}
+    history = instance.event_log_storage.get_asset_check_execution_history(AssetCheckKey(key, check), 100)
+    for record in history:
+        out.setdefault(record.partition, []).append(record)
+    return out
+
+
+def _partition_statuses(instance: DagsterInstance, key: AssetKey, check: str) -> dict[str, set[str]]:
+    """The check's status per partition as the UI's Partitions tab (GraphQL partitionStatuses) reads it."""
+    check_key = AssetCheckKey(key, check)
+    state = instance.event_log_storage.get_asset_check_state([(check_key, LINE_DAY_PARTITIONS)])[check_key]
+    return {
+        status.value: {str(pk) for pk in subset.subset_value.get_partition_keys()}
+        for status, subset in state.subsets.items()
+        if not subset.is_empty
+    }
+
+
+def test_a_ranged_run_judges_each_check_per_partition_a_failing_and_a_passing_day_apart(
+    local_store: LocalDirStore, tmp_path: Path
+) -> None:
+    """NEXT_DAY: a corrupt object (raw_objects_valid, ERROR) and no following hour (completeness, WARN);
+    DAY passes both, in the same run. Each day's verdict is its own record, current for its own event.
+    On the on-disk instance `dagster dev` uses (SQLite, one database per run plus the asset index)."""
+    corrupt = sorted(local_store.list(f"raw/line={LINE}/date={NEXT_DAY}/hour=07/"))[0]
+    data = local_store.get(corrupt)
+    local_store.put(corrupt, data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
+    with instance_for_test() as instance:
+        _judge_per_partition(instance, local_store, tmp_path, corrupt)
+
+
+def _judge_per_partition(
+    instance: DagsterInstance, local_store: LocalDirStore, tmp_path: Path, corrupt: str
+) -> None:
+    resources = _resources(local_store, tmp_path)
+    result = materialize(
+        ASSETS, selection="production/productions", resources=resources, instance=instance, tags=RANGE
+    )
+    assert result.success
+    day, next_day = str(line_day_key(LINE, DAY)), str(line_day_key(LINE, NEXT_DAY))
+    for check in RULES:
+        records = _check_records(instance, PRODUCTIONS_KEY, check)
+        assert set(records) == {day, next_day}, check  # one record per partition, none for the run
+        assert all(len(r) == 1 for r in records.values()), check
+    passed = {"SUCCEEDED": {day, next_day}}
+    for check in ("productions_schema", "productions_unique_ids"):
+        assert _partition_statuses(instance, PRODUCTIONS_KEY, check) == passed, check
+    split = {"SUCCEEDED": {day}, "FAILED": {next_day}}
+    assert _partition_statuses(instance, PRODUCTIONS_KEY, "raw_objects_valid") == split
+    assert _partition_statuses(instance, PRODUCTIONS_KEY, "productions_completeness") == split
+    # Each evaluation carries its own partition's findings and severity.
+    (bad,) = _check_records(instance, PRODUCTIONS_KEY, "raw_objects_valid")[next_day]
+    evaluation = bad.event.asset_check_evaluation
+    assert evaluation.partition == next_day and evaluation.severity.value == "ERROR"
+    assert corrupt in str(evaluation.metadata["quarantined"].value)
+    assert evaluation.metadata["partition"].value == next_day
+    (good,) = _check_records(instance, PRODUCTIONS_KEY, "raw_objects_valid")[day]
+    assert good.event.asset_check_evaluation.metadata["quarantined"].value == []
+    # A single-partition run of the aggregates (DAY is complete) is judged on that partition too.
+    assert materialize(
+        ASSETS, selection="aggregates/daily_line_aggregates", partition_key=day, resources=resources,
+        instance=instance,
+    ).success  # fmt: skip
+    for check in ("aggregates_match_productions", "aggregates_quality_range"):
+        assert _partition_statuses(instance, AGGREGATES_KEY, check) == {"SUCCEEDED": {day}}, check
 
 
 def _drop_hour(store: LocalDirStore, date: str, hour: str) -> list[str]:

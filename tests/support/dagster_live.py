@@ -312,6 +312,27 @@ class LiveDagster:
         except TimeoutError as exc:
             raise LiveDagsterError(f"{exc}\n{self.logs('daemon')}") from exc
 
+    def check_partition_statuses(self, asset_key: list[str], check: str) -> dict[str, set[str]]:
+        """A partitioned asset check's status per partition, as the check's Partitions tab in the UI reads
+        it (GraphQL `partitionStatuses`): {status: {'date|line', ...}} for the line-day partitions."""
+        node = self.graphql(CHECK_PARTITIONS_QUERY, {"key": {"path": asset_key}})["assetNodeOrError"]
+        if node["__typename"] != "AssetNode":
+            raise LiveDagsterError(f"asset {asset_key}: {node}")
+        checks = {c["name"]: c for c in node["assetChecksOrError"]["checks"]}
+        status = checks[check]["partitionStatuses"]
+        if status is None:
+            return {}
+        if status["__typename"] != "AssetCheckMultiPartitionStatuses":
+            raise LiveDagsterError(f"expected line-day check statuses, got {status['__typename']}")
+        out: dict[str, set[str]] = {}
+        for rng in status["ranges"]:
+            secondary = rng["secondaryDim"]
+            for field_name, name in CHECK_STATUS_FIELDS.items():
+                for line in secondary.get(field_name) or []:
+                    for day in _date_range(rng["primaryDimStartKey"], rng["primaryDimEndKey"]):
+                        out.setdefault(name, set()).add(f"{day}|{line}")
+        return out
+
     def launch_backfill(self, asset_keys: list[list[str]], partition_names: list[str], title: str) -> str:
         """`launchPartitionBackfill` as the UI's 'Launch backfill' button sends it; returns the backfill id."""
         params = {
@@ -487,6 +508,47 @@ query PartitionStatus($key: AssetKeyInput!) {
             primaryDimStartKey
             primaryDimEndKey
             secondaryDim { __typename ... on DefaultPartitionStatuses { materializedPartitions } }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+CHECK_STATUS_FIELDS = {
+    "succeededPartitions": "SUCCEEDED",
+    "failedPartitions": "FAILED",
+    "inProgressPartitions": "IN_PROGRESS",
+    "skippedPartitions": "SKIPPED",
+    "executionFailedPartitions": "EXECUTION_FAILED",
+}
+
+CHECK_PARTITIONS_QUERY = """
+query CheckPartitions($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    __typename
+    ... on AssetNode {
+      assetChecksOrError {
+        ... on AssetChecks {
+          checks {
+            name
+            partitionStatuses {
+              __typename
+              ... on AssetCheckMultiPartitionStatuses {
+                ranges {
+                  primaryDimStartKey
+                  primaryDimEndKey
+                  secondaryDim {
+                    __typename
+                    ... on AssetCheckDefaultPartitionStatuses {
+                      succeededPartitions failedPartitions inProgressPartitions skippedPartitions
+                      executionFailedPartitions
+                    }
+                  }
+                }
+              }
+            }
           }
         }
       }
