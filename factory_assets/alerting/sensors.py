@@ -6,8 +6,6 @@ before a hook could fire (OOM, lost ECS task), and a failed asset check does not
 
 from __future__ import annotations
 
-import json
-
 from dagster import (
     AssetCheckSeverity,
     DagsterEvent,
@@ -19,16 +17,15 @@ from dagster import (
     sensor,
 )
 from dagster._core.storage.asset_check_execution_record import (
-    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
     AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
 )
 
+from factory_assets.alerting import check_cursor
 from factory_assets.alerting.resource import AlertNotifierResource
 from factory_core.alerting import Severity
 
 MAX_STEP_ERRORS = 5
-CHECK_BATCH = 200
 MAX_PARTITIONS_NAMED = 20
 
 
@@ -123,38 +120,36 @@ def _alert_check_failure(notifier: AlertNotifierResource, failed: list[AssetChec
 def asset_check_failure_alert_sensor(
     context: SensorEvaluationContext, alert_notifier: AlertNotifierResource
 ) -> SkipReason:
-    """Compare each check's newest completed execution with the cursor ({check: record id}).
+    """Alert on every check execution that completed failed since the last evaluation.
 
     Uses the asset-check execution index (one query for all checks, then history only for checks that
-    ran), which works on run-sharded SQLite and on Postgres alike. On the first evaluation the cursor is
-    set to what exists, so deploying the sensor does not page for history; a check added later alerts
-    from its first failure. PLANNED executions are not consumed: they are looked at again once complete.
+    ran or have executions in flight), which works on run-sharded SQLite and on Postgres alike. The
+    cursor ({check: handled-up-to id and the ids still in flight}, alerting/check_cursor.py) keeps
+    PLANNED and in-progress executions until they complete, so a run that finishes after a later-planned
+    one is not skipped. On the first evaluation the cursor is set to what exists, so deploying the sensor
+    does not page for history; a check added later alerts from its first failure.
     """
     repo = context.repository_def
     if repo is None:
         return SkipReason("no repository: asset checks unknown")
     keys = sorted(repo.asset_graph.asset_check_keys, key=lambda k: k.to_user_string())
     storage = context.instance.event_log_storage
-    first = context.cursor is None
-    seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    cursors = check_cursor.parse_all(context.cursor, [k.to_user_string() for k in keys])
+    if cursors is None:
+        cursors = {k.to_user_string(): check_cursor.initial(storage, k) for k in keys}
+        context.update_cursor(check_cursor.dump_all(cursors))
+        return SkipReason(f"{len(keys)} checks watched, initialised past their history")
     latest = storage.get_latest_asset_check_execution_by_key(keys)
     alerted = 0
     for key in keys:
         name, rec = key.to_user_string(), latest.get(key)
-        if rec is None or rec.id <= seen.get(name, 0):
+        cursor = cursors.get(name, check_cursor.CheckCursor())
+        if rec is None or (rec.id <= cursor.after and not cursor.pending):
             continue
-        history = storage.get_asset_check_execution_history(key, limit=CHECK_BATCH)
-        done = [
-            r
-            for r in history
-            if r.id > seen.get(name, 0) and r.status in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
-        ]
-        if not done:
-            continue
+        done, cursors[name] = check_cursor.newly_completed(storage, key, cursor)
         failed = [r for r in done if r.status == AssetCheckExecutionRecordStatus.FAILED]
-        if failed and not first:
+        if failed:
             _alert_check_failure(alert_notifier, failed)
             alerted += 1
-        seen[name] = max(r.id for r in done)
-    context.update_cursor(json.dumps(seen, sort_keys=True))
+    context.update_cursor(check_cursor.dump_all(cursors))
     return SkipReason(f"{len(keys)} checks watched, {alerted} failed")

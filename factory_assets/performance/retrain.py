@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -40,10 +39,10 @@ from dagster import (
     sensor,
 )
 from dagster._core.storage.asset_check_execution_record import (
-    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
     AssetCheckExecutionRecordStatus,
 )
 
+from factory_assets.alerting import check_cursor
 from factory_assets.model.partitions import quarter_start
 from factory_assets.model.schedule import quality_model_job
 from factory_assets.performance import refusals
@@ -53,7 +52,6 @@ from factory_core.machine import MODEL_CODE_BASE, set_by_label
 from quality_model.registry import read_pointer
 
 CHECK_KEYS = {name: AssetCheckKey(MODEL_PERFORMANCE_KEY, name) for name in (CHECK_NAME, REFUSALS_CHECK_NAME)}
-HISTORY_LIMIT = 200
 TRIGGER_TAG = "factory/trigger"
 FAILED_VERSION_TAG = "factory/failed-version"
 FAILED_PARTITION_TAG = "factory/failed-partition"
@@ -66,15 +64,12 @@ def _metadata_value(metadata: dict[str, Any], name: str) -> str:
     return str(getattr(value, "value", value) or "")
 
 
-def _failed_since(context: SensorEvaluationContext, key: AssetCheckKey, seen: int) -> tuple[list[Any], int]:
-    """Completed failures of `key` newer than `seen`, and the newest completed evaluation's id."""
-    history = context.instance.event_log_storage.get_asset_check_execution_history(key, limit=HISTORY_LIMIT)
-    done = [r for r in history if r.status in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES]
-    newest = max((r.id for r in done), default=seen)
-    failed = [
-        r for r in done if r.id > seen and r.status == AssetCheckExecutionRecordStatus.FAILED and r.event
-    ]
-    return failed, newest
+def _failed_since(
+    context: SensorEvaluationContext, key: AssetCheckKey, cursor: check_cursor.CheckCursor
+) -> tuple[list[Any], check_cursor.CheckCursor]:
+    """Failures of `key` completed since `cursor` (in-flight executions stay pending: check_cursor.py)."""
+    done, after = check_cursor.newly_completed(context.instance.event_log_storage, key, cursor)
+    return [r for r in done if r.status == AssetCheckExecutionRecordStatus.FAILED and r.event], after
 
 
 def _failure_metadata(record: Any) -> dict[str, Any]:
@@ -119,12 +114,11 @@ def build_retrain_sensor(
     def retrain_on_model_performance(
         context: SensorEvaluationContext, object_store: ObjectStoreResource
     ) -> SensorResult | SkipReason:
-        cursor = json.loads(context.cursor) if context.cursor and context.cursor.startswith("{") else None
-        if cursor is None and context.cursor:  # the cursor of a release with one check: its last id
-            cursor = {CHECK_NAME: int(context.cursor)}
+        storage = context.instance.event_log_storage
+        cursor = check_cursor.parse_all(context.cursor, list(CHECK_KEYS))
         if cursor is None:
-            cursor = {name: _failed_since(context, key, 0)[1] for name, key in CHECK_KEYS.items()}
-            context.update_cursor(json.dumps(cursor))
+            cursor = {name: check_cursor.initial(storage, key) for name, key in CHECK_KEYS.items()}
+            context.update_cursor(check_cursor.dump_all(cursor))
             return SkipReason(f"initialised past the existing evaluations of {', '.join(CHECK_KEYS)}")
         pointer = read_pointer(object_store.get_store())
         serving = set_by_label(MODEL_CODE_BASE + int(pointer["version_number"])) if pointer else ""
@@ -132,7 +126,7 @@ def build_retrain_sensor(
         requests: list[RunRequest] = []
         skipped: list[str] = []
         for name, key in CHECK_KEYS.items():
-            failed, cursor[name] = _failed_since(context, key, int(cursor.get(name, 0)))
+            failed, cursor[name] = _failed_since(context, key, cursor.get(name, check_cursor.CheckCursor()))
             if not failed:
                 skipped.append(f"no new failure of {name}")
                 continue
@@ -160,8 +154,8 @@ def build_retrain_sensor(
                 RunRequest(run_key=f"refusals:{judged}:{partition}", partition_key=quarter, tags=tags)
             )
         if not requests:
-            context.update_cursor(json.dumps(cursor))
+            context.update_cursor(check_cursor.dump_all(cursor))
             return SkipReason("; ".join(skipped))
-        return SensorResult(run_requests=requests, cursor=json.dumps(cursor))
+        return SensorResult(run_requests=requests, cursor=check_cursor.dump_all(cursor))
 
     return retrain_on_model_performance

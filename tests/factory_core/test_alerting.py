@@ -19,10 +19,14 @@ from typing import Any
 import numpy as np
 import pytest
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckResult,
     AssetCheckSeverity,
+    DagsterEvent,
+    DagsterEventType,
     DagsterInstance,
     Definitions,
+    EventLogEntry,
     SkipReason,
     asset,
     asset_check,
@@ -32,6 +36,7 @@ from dagster import (
     materialize,
     op,
 )
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationPlanned
 
 from edge_collector.alerts import notify_backlog, notify_gap
 from factory_assets.alerting import (
@@ -39,6 +44,7 @@ from factory_assets.alerting import (
     alerting_resources,
     alerting_sensors,
     asset_check_failure_alert_sensor,
+    check_cursor,
     line_freshness,
     raw_freshness_alert_sensor,
     run_failure_alert_sensor,
@@ -326,6 +332,69 @@ def test_asset_check_failure_sensor(topic: Topic, instance: DagsterInstance) -> 
     # Nothing new after the cursor: no second alert.
     ctx3 = build_sensor_context(instance=instance, resources=resources, cursor=ctx2.cursor, definitions=defs)
     assert "0 failed" in asset_check_failure_alert_sensor(ctx3).skip_message
+
+
+def _check_event(run_id: str, planned: bool, passed: bool = False) -> EventLogEntry:
+    """What a run logs for rows_present: its planned execution, or the evaluation completing it."""
+    key = production_table.key
+    data: Any = (
+        AssetCheckEvaluationPlanned(asset_key=key, check_name="rows_present")
+        if planned
+        else AssetCheckEvaluation(asset_key=key, check_name="rows_present", passed=passed,
+                                  severity=AssetCheckSeverity.ERROR,
+                                  description="fewer productions than the schedule planned")
+    )  # fmt: skip
+    kind = (
+        DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED
+        if planned
+        else DagsterEventType.ASSET_CHECK_EVALUATION
+    )
+    event = DagsterEvent(event_type_value=kind.value, job_name="nightly", event_specific_data=data)
+    return EventLogEntry(
+        error_info=None,
+        level="INFO",
+        user_message="",
+        run_id=run_id,
+        timestamp=time.time(),
+        dagster_event=event,
+    )
+
+
+def test_a_check_planned_before_another_but_completed_after_it_still_alerts(
+    topic: Topic, instance: DagsterInstance
+) -> None:
+    """Record ids are assigned when a run is planned: run A (planned first, slow) completes after run B.
+    A cursor that only kept the highest id seen would move past A while it ran and never page for it."""
+    resources = {"alert_notifier": _resource(topic)}
+    defs = Definitions(assets=[production_table], asset_checks=[rows_present])
+    storage = instance.event_log_storage
+    ctx = build_sensor_context(instance=instance, resources=resources, definitions=defs)
+    asset_check_failure_alert_sensor(ctx)
+
+    storage.store_event(_check_event("run-a", planned=True))
+    storage.store_event(_check_event("run-b", planned=True))
+    storage.store_event(_check_event("run-b", planned=False, passed=True))
+    ctx2 = build_sensor_context(instance=instance, resources=resources, cursor=ctx.cursor, definitions=defs)
+    assert "0 failed" in asset_check_failure_alert_sensor(ctx2).skip_message
+    storage.store_event(_check_event("run-a", planned=False, passed=False))
+    ctx3 = build_sensor_context(instance=instance, resources=resources, cursor=ctx2.cursor, definitions=defs)
+    assert "1 failed" in asset_check_failure_alert_sensor(ctx3).skip_message
+    (msg,) = topic.messages(expected=1)
+    assert msg["Subject"] == "[CRITICAL] Asset check failed: production_table rows_present"
+    assert "run-a" in msg["Message"] or _attr(msg, "run_id") == "run-a"
+    (a,) = [r for r in storage.get_asset_check_execution_history(rows_present.check_key, limit=5)
+            if r.run_id == "run-a"]  # fmt: skip
+    name = rows_present.check_key.to_user_string()
+    assert json.loads(ctx2.cursor)[name]["pending"] == [a.id]  # kept while A ran
+    assert json.loads(ctx3.cursor)[name]["pending"] == []
+
+
+def test_the_check_cursor_of_an_earlier_release_is_read_as_handled_up_to_its_id() -> None:
+    assert check_cursor.parse_all('{"a": 7}', ["a"]) == {"a": check_cursor.CheckCursor(7)}
+    assert check_cursor.parse_all("12", ["first", "second"]) == {"first": check_cursor.CheckCursor(12)}
+    parsed = check_cursor.parse_all('{"a": {"after": 9, "pending": [3, 5]}}', ["a"])
+    assert parsed == {"a": check_cursor.CheckCursor(9, (3, 5))}
+    assert check_cursor.parse_all(None, ["a"]) is None
 
 
 def _put_raw(s3: Any, bucket: str, line: str, start_ns: int) -> str:
