@@ -88,11 +88,11 @@ class ModelPerformanceConfig(Config):
     lot_rtol: float = Field(default=1e-6, description="Relative tolerance on each lot figure")
     refusal_window_days: int = Field(
         default=refusals.RefusalRule.window_days,
-        description="Trailing window (days) over which the serving version's out_of_support refusals count",
+        description="Trailing window (days) over which the serving version's own refusals count",
     )
     max_refusals: int = Field(
         default=refusals.RefusalRule.max_refusals,
-        description="out_of_support refusals of the serving version the window tolerates (more: retrain)",
+        description="Own refusals of the serving version the window tolerates (more: retrain)",
     )
 
     def match_rule(self) -> compute.MatchRule:
@@ -173,7 +173,7 @@ def read_decision_days(
 def refusals_partition(
     store: ObjectStore, line: str, date: str, config: ModelPerformanceConfig
 ) -> refusals.RefusalVerdict:
-    """The serving version's out_of_support refusals on `line` over the support window ending `date`."""
+    """The serving version's own refusals on `line` over the refusal window ending `date`."""
     rule = config.refusal_rule()
     day = dt.date.fromisoformat(date)
     records, _ = read_decision_days(store, line, rule.window_first(day), day)
@@ -310,9 +310,10 @@ def _partition_metadata(
         partition_check_spec(
             REFUSALS_CHECK_NAME,
             MODEL_PERFORMANCE_KEY,
-            "The serving model refused at most max_refusals lots as out_of_support over the trailing "
-            "support window, judged per day (WARN: the lots moved beyond its history; requests a retrain on "
-            "the history since, at most once per version and window).",
+            "The serving model refused at most max_refusals lots of its own accord (out_of_support, "
+            "low_predicted_quality, no_feasible_setting) over the trailing refusal window, judged per day "
+            "(WARN: its lots moved beyond its history; requests a retrain on the history since, at most "
+            "once per version and window).",
         ),
     ],
     group_name="performance",
