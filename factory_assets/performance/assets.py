@@ -149,40 +149,51 @@ EMPTY_SCHEMA: dict[str, Any] = {
 }  # fmt: skip
 
 
-def read_decisions(store: ObjectStore, line: str, date: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """Decision records logged on `date` - 1 and `date` for `line`, and the keys that did not decode."""
-    day = dt.date.fromisoformat(date)
-    return read_decision_days(store, line, day - dt.timedelta(days=1), day)
+class DecisionDays:
+    """Decision-log records of one line read once per run, per logged day: the join reads D-1 and D, the
+    refusal window the 7 days up to D, so consecutive partitions of a ranged run share most of them."""
 
+    def __init__(self, store: ObjectStore, line: str) -> None:
+        self.store, self.line = store, line
+        self._days: dict[dt.date, tuple[list[dict[str, Any]], list[str]]] = {}
 
-def read_decision_days(
-    store: ObjectStore, line: str, first: dt.date, last: dt.date
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Decision records logged on the days [first, last] for `line`, and the keys that did not decode."""
-    records: list[dict[str, Any]] = []
-    bad: list[str] = []
-    for d in (first + dt.timedelta(days=i) for i in range((last - first).days + 1)):
-        for key in store.list(decisions_date_prefix(line, d)):
-            try:
-                records.extend(decode_decisions(store.get(key)))
-            except DecisionFormatError:
-                bad.append(key)  # the decision-log sensor quarantines it with the reason
-    return records, bad
+    def day(self, day: dt.date) -> tuple[list[dict[str, Any]], list[str]]:
+        """Records logged on `day` and the keys that did not decode."""
+        if day not in self._days:
+            records: list[dict[str, Any]] = []
+            bad: list[str] = []
+            for key in self.store.list(decisions_date_prefix(self.line, day)):
+                try:
+                    records.extend(decode_decisions(self.store.get(key)))
+                except DecisionFormatError:
+                    bad.append(key)  # the decision-log sensor quarantines it with the reason
+            self._days[day] = (records, bad)
+        return self._days[day]
+
+    def span(self, first: dt.date, last: dt.date) -> tuple[list[dict[str, Any]], list[str]]:
+        """Records logged on the days [first, last] and the keys that did not decode."""
+        records: list[dict[str, Any]] = []
+        bad: list[str] = []
+        for i in range((last - first).days + 1):
+            day_records, day_bad = self.day(first + dt.timedelta(days=i))
+            records += day_records
+            bad += day_bad
+        return records, bad
 
 
 def refusals_partition(
-    store: ObjectStore, line: str, date: str, config: ModelPerformanceConfig
+    decisions: DecisionDays, line: str, date: str, config: ModelPerformanceConfig
 ) -> refusals.RefusalVerdict:
     """The serving version's own refusals on `line` over the refusal window ending `date`."""
     rule = config.refusal_rule()
     day = dt.date.fromisoformat(date)
-    records, _ = read_decision_days(store, line, rule.window_first(day), day)
+    records, _ = decisions.span(rule.window_first(day), day)
     decisions, _ = compute.decisions_frame(records)
     return refusals.judge(decisions, line, day, rule)
 
 
 def compute_partition(
-    store: ObjectStore, tables: Tables, line: str, date: str, config: ModelPerformanceConfig
+    decision_days: DecisionDays, tables: Tables, line: str, date: str, config: ModelPerformanceConfig
 ) -> tuple[dict[str, Any], compute.Match, compute.Comparison, list[str]]:
     """The warehouse row of one (line, day), the match behind it, the comparison and undecodable keys."""
     match_rule, window = config.match_rule(), config.window_rule()
@@ -193,7 +204,7 @@ def compute_partition(
             f"{line}|{date}: production table {processed_key(line, date)!r} is missing; materialize "
             "production/productions first"
         )
-    records, bad = read_decisions(store, line, date)
+    records, bad = decision_days.span(day - dt.timedelta(days=1), day)
     decisions, unreadable = compute.decisions_frame(records)
     decisions = compute.decisions_in_scope(decisions.filter(pl.col("line") == line), date, match_rule)
     match = compute.match_decisions(today, decisions, match_rule)
@@ -329,13 +340,15 @@ def model_performance(
 ) -> Iterator[MaterializeResult | Output[None]]:
     store = object_store.get_store()
     tables: dict[str, Tables] = {}
+    decision_days: dict[str, DecisionDays] = {}
     keys = list(context.partition_keys)
     verdicts: list[Verdict] = []
     for pk in keys:
         line, date = split_key(pk)
         line_tables = tables.setdefault(line, Tables(store, line))
-        row, match, comparison, bad = compute_partition(store, line_tables, line, date, config)
-        refused = refusals_partition(store, line, date, config)
+        line_decisions = decision_days.setdefault(line, DecisionDays(store, line))
+        row, match, comparison, bad = compute_partition(line_decisions, line_tables, line, date, config)
+        refused = refusals_partition(line_decisions, line, date, config)
         for key in bad:
             context.log.warning(f"{pk}: decision segment {key} does not decode; left out")
         warehouse.replace_partition([(MODEL_PERFORMANCE, {"line": line, "date": row["date"]}, [row])])
