@@ -36,7 +36,6 @@ from factory_core.machine import MODEL_CODE_BASE
 from factory_sim import physics
 from factory_sim.config import NS_PER_S, SimConfig
 from factory_sim.craftsmen import (
-    Craftsman,
     Decision,
     ProductionContext,
     craftsman_decision,
@@ -184,16 +183,18 @@ def _sample(prods: list[Production], lots: int) -> list[Production]:
 
 def _replay(
     prods: list[Production], decide: Callable[[Production], physics.Params], seed: int,
-    record: dict[int, float] | None = None,
+    record: dict[int, float] | None = None, faulted: set[int] | None = None,
 ) -> Scores:  # fmt: skip
     """Outcomes of another policy on the same lots with the same outcome draws (paired); `record` gets
-    each production's quality by production id."""
+    each production's quality by production id, `faulted` the ids of those that faulted."""
     scores = Scores()
     for p in prods:
         out = physics.outcome(p.lot, decide(p), physics.outcome_key(seed, p.line, p.production_id))
         scores.add(out)
         if record is not None:
             record[p.production_id] = out.quality
+        if faulted is not None and out.fault is not None:
+            faulted.add(p.production_id)
     return scores
 
 
@@ -230,6 +231,7 @@ class Backtest:
     timeline: LineTimeline | None = field(default=None, repr=False)
     # each craftsman's replayed quality on every scored production, by production id (for the checks)
     replayed: dict[str, dict[int, float]] = field(default_factory=dict, repr=False)
+    replayed_faults: dict[str, set[int]] = field(default_factory=dict, repr=False)  # ... and which faulted
     # the platform's refusal check and retrain (None: retrain at quarters' ends only, for comparison)
     refusal_rule: refusals.RefusalRule | None = field(default_factory=refusals.RefusalRule)
     retrain_requests: dict[int, list[dt.date]] = field(default_factory=dict, repr=False)
@@ -412,13 +414,14 @@ class Backtest:
                 ),
                 self.seed,
                 self.replayed.setdefault(c.name, {}),
+                self.replayed_faults.setdefault(c.name, set()),
             )
         means = {name: s.mean() for name, s in policies.items()}
         crew = [c.name for c in roster(self.crew)]
         best = max(crew, key=lambda n: means[n]["quality"])
         fallback_total = sum(fallbacks.values())
         run_by = CRAFTSMEN_RUN if q == 0 else MODEL_RUN
-        model_set = self._model_set(scored, next(c for c in roster(self.crew) if c.name == best))
+        model_set = self._model_set(scored, best)
         return {
             "quarter": start.isoformat(),
             "run_by": run_by,
@@ -450,33 +453,27 @@ class Backtest:
             "model_set": model_set,
         }
 
-    def _model_set(self, scored: list[Production], best: Craftsman) -> dict[str, Any] | None:
+    def _model_set(self, scored: list[Production], best: str) -> dict[str, Any] | None:
         """The model's own decisions against the best craftsman on exactly those lots (the line as run
-        also holds the refused lots, which the craftsman on shift set); None where no model set a lot."""
+        also holds the refused lots, which the craftsman on shift set), from the craftsman's replay of
+        this quarter's lots; None where no model set a lot."""
         mine = [p for p in scored if p.set_by_code >= MODEL_CODE_BASE]
         if not mine:
             return None
         own = Scores()
         for p in mine:
             own.add(p.outcome)
-        theirs = _replay(
-            mine,
-            lambda p: (
-                craftsman_decision(
-                    best, p.lot, derive_key(self.seed, p.line, "decide", p.production_id)
-                ).params
-            ),
-            self.seed,
-        )
-        ours, them = own.mean(), theirs.mean()
+        ours = own.mean()
+        theirs = [self.replayed[best][p.production_id] for p in mine]
+        their_faults = sum(p.production_id in self.replayed_faults[best] for p in mine)
         return {
             "lots": own.n,
             "quality": ours["quality"],
             "fault_rate": ours["fault_rate"],
             "faults": own.faults,
-            "best_craftsman_quality": them["quality"],
-            "best_craftsman_fault_rate": them["fault_rate"],
-            "best_craftsman_faults": theirs.faults,
+            "best_craftsman_quality": sum(theirs) / len(theirs),
+            "best_craftsman_fault_rate": their_faults / len(mine),
+            "best_craftsman_faults": their_faults,
         }
 
 
