@@ -322,7 +322,10 @@ def test_daemon_restart_quarantines_corrupt_spool_files_and_records_the_loss(rig
     rig["http"].down = False
     col = start(rig)
     wait_until(lambda: col.metric("edge_spool_corrupt_files_total") == 2, 20, "both files quarantined")
-    assert col.metric(f'edge_gaps_total{{reason="{REASON_SPOOL_CORRUPT}"}}') == len(crc_header.ranges)
+    # The CRC victim is counted when quarantined, its gaps a moment later by the uploader's thread.
+    corrupt_gaps = f'edge_gaps_total{{reason="{REASON_SPOOL_CORRUPT}"}}'
+    wait_until(lambda: col.metric(corrupt_gaps) >= len(crc_header.ranges), 20, "the CRC victim's gaps recorded")
+    assert col.metric(corrupt_gaps) == len(crc_header.ranges)
     final = finish(rig, col)
     # Moved aside byte-for-byte, never uploaded.
     assert {p.name: p.read_bytes() for p in (rig["spool"] / CORRUPT_DIR).iterdir()} == damaged

@@ -248,6 +248,12 @@ class CollectorThread:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
+    def halt(self) -> None:
+        """Stop without judging how the run ended (fixture teardown after a failed test)."""
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
     def stop(self) -> int:
         assert self._stop is not None
         self._loop.call_soon_threadsafe(self._stop.set)
@@ -279,8 +285,14 @@ def collector_rig(
         "store": S3Store(s3_bucket, endpoint_url=moto_server),
         "spool": tmp_path / "spool",
         "start": sensor.heads(),
+        "collectors": [],
     }
-    yield rig
+    try:
+        yield rig
+    finally:  # a test that failed mid-way must not leave its collector polling into the next tests
+        for col in rig["collectors"]:
+            if col.alive:
+                col.halt()
     tcp.close()
     http.close()
     rig["sensor"].stop()  # the restart test replaces the sensor
@@ -318,6 +330,7 @@ def start(rig: dict[str, Any], resume: bool = True, **over: Any) -> CollectorThr
     """Start a collector; on first contact wait until every channel has a cursor, then run the clock."""
     first = not cursors_on_disk(rig["spool"])
     col = CollectorThread(make_cfg(rig, **over))
+    rig["collectors"].append(col)
     if first:
         wait_until(lambda: len(cursors_on_disk(rig["spool"])) == len(rig["start"]), 20, "cursor init")
     if resume:
