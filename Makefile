@@ -20,7 +20,7 @@ install: $(STAMP)
 
 ## Debian packages the tests drive for real: Chromium for the Dagster UI test (Playwright's own browser
 ## download cannot work here) and docker-compose, which validates compose files client-side (no engine).
-SYSTEM_DEPS := /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver /usr/bin/docker-compose:docker-compose
+SYSTEM_DEPS := /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver /usr/bin/docker-compose:docker-compose /usr/bin/faketime:faketime
 system-deps:
 	@missing=""; for pair in $(SYSTEM_DEPS); do [ -x "$${pair%%:*}" ] || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \

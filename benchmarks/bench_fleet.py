@@ -15,7 +15,7 @@ and backfilled: productions of every day whose next day is written (the chunk's 
 next chunk: its table reads one hour after midnight), aggregates of those complete. Then raw objects no
 day still needs are deleted. Stage figures are sums over the chunks.
 
-    .venv/bin/python -m benchmarks.bench_fleet --lines L1,L2,L3 [--days 30 | --days 365 --chunk-days 61] [--objects DIR] [--storage postgres]
+    .venv/bin/python -m benchmarks.bench_fleet --lines L1,L2,L3 [--days 30 | --days 365 --chunk-days 61 --end-date 2027-01-01] [--objects DIR] [--storage postgres]
 """
 
 from __future__ import annotations
@@ -101,6 +101,27 @@ def _prune_raw(objects: Path, lines: list[str], before: dt.date) -> int:
                 freed += sum(f.stat().st_size for f in day_dir.rglob("*") if f.is_file())
                 shutil.rmtree(day_dir)
     return freed
+
+
+FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+def _clock_for(end: dt.date) -> dict[str, str]:
+    """Environment for the timed child when the history ends after today. The simulator's calendar starts
+    on 2026-01-01 and Dagster's daily partitions end today, so a full year ends in the future: the child's
+    wall clock is moved forward to `end` with libfaketime (Debian `faketime`), by a constant offset, so
+    durations stay real. Nothing when the history ends by today."""
+    ahead = (end - dt.datetime.now(dt.UTC).date()).days
+    if ahead <= 0:
+        return {}
+    if not FAKETIME_LIB.exists():
+        raise SystemExit(f"the history ends {end}, after today: its partitions do not exist yet. Install "
+                         f"Debian's faketime ({FAKETIME_LIB}) to run with the clock moved {ahead} days ahead, "
+                         "or pass an --end-date by today")  # fmt: skip
+    # A constant offset: durations stay real on every clock (FAKETIME_DONT_FAKE_MONOTONIC would make
+    # time.sleep fail with EINVAL). Not `tail` (Dagster mirrors compute logs with it; faked, it outlived
+    # its SIGTERM and held our pipe open).
+    return {"LD_PRELOAD": str(FAKETIME_LIB), "FAKETIME": f"+{ahead}d", "FAKETIME_SKIP_CMDS": "tail"}
 
 
 def child(args: argparse.Namespace) -> int:
@@ -206,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         base = {**os.environ, "FACTORY_STORE_URL": str(objects), "FACTORY_LINES": args.lines,
                 "FACTORY_WAREHOUSE_URL": f"sqlite:///{work / 'warehouse.db'}", "FACTORY_START_DATE": start.isoformat()}  # fmt: skip
         with instance_home(work / "home", args.storage, base, "h15_fleet") as env:
+            env.update(_clock_for(end))
             proc = subprocess.run(
                 [sys.executable, "-m", "benchmarks.bench_fleet", "--child", "--storage", args.storage, "--days",
                  str(args.days), "--lines", args.lines, "--start", start.isoformat(), "--workers", str(args.workers),
