@@ -141,7 +141,7 @@ def child(args: argparse.Namespace) -> int:
     days = [start + dt.timedelta(days=i) for i in range(args.days)]
     objects = Path(args.objects)
     streamed = args.chunk_days > 0
-    parts: dict[str, list[dict[str, Any]]] = {"record": [], "productions": [], "aggregates": []}
+    parts: dict[str, list[dict[str, Any]]] = {"productions": [], "aggregates": []}
     floor_s, n_objects, held, cursor, peak_bytes = 0.0, 0, [], None, 0
     record = {"s": 0.0, "cpu_s": 0.0, "ticks": 0, "objects": 0, "events": 0}
     with (

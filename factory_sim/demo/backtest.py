@@ -235,13 +235,15 @@ class Backtest:
     # the platform's refusal check and retrain (None: retrain at quarters' ends only, for comparison)
     refusal_rule: refusals.RefusalRule | None = field(default_factory=refusals.RefusalRule)
     retrain_requests: dict[int, list[dt.date]] = field(default_factory=dict, repr=False)
+    # which model serves when, and every decision it took (a study may pass one that logs more)
+    schedule: ServingSchedule = field(default_factory=ServingSchedule, repr=False)
     versions: int = field(default=0, repr=False)
 
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
         cfg = SimConfig(seed=self.seed, lines=(self.line,), crew=self.crew)
         bounds = quarter_starts(self.start, self.quarters)
-        schedule = ServingSchedule()
+        schedule = self.schedule
         timeline = LineTimeline(cfg, self.line, policy=schedule.policy, policy_since_ns=_ns(bounds[1]))
         self.timeline, self.history = timeline, []
         history = self.history
