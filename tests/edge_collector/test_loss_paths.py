@@ -324,7 +324,9 @@ def test_daemon_restart_quarantines_corrupt_spool_files_and_records_the_loss(rig
     wait_until(lambda: col.metric("edge_spool_corrupt_files_total") == 2, 20, "both files quarantined")
     # The CRC victim is counted when quarantined, its gaps a moment later by the uploader's thread.
     corrupt_gaps = f'edge_gaps_total{{reason="{REASON_SPOOL_CORRUPT}"}}'
-    wait_until(lambda: col.metric(corrupt_gaps) >= len(crc_header.ranges), 20, "the CRC victim's gaps recorded")
+    wait_until(
+        lambda: col.metric(corrupt_gaps) >= len(crc_header.ranges), 20, "the CRC victim's gaps recorded"
+    )
     assert col.metric(corrupt_gaps) == len(crc_header.ranges)
     final = finish(rig, col)
     # Moved aside byte-for-byte, never uploaded.
