@@ -19,7 +19,8 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP)
 
 ## Debian packages the tests drive for real: Chromium for the Dagster UI test (Playwright's own browser
-## download cannot work here) and docker-compose, which validates compose files client-side (no engine).
+## download cannot work here) and docker-compose, which validates compose files client-side (no engine);
+## faketime for benchmarks.bench_fleet's year (its partitions lie after today).
 SYSTEM_DEPS := /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver /usr/bin/docker-compose:docker-compose /usr/bin/faketime:faketime
 system-deps:
 	@missing=""; for pair in $(SYSTEM_DEPS); do [ -x "$${pair%%:*}" ] || missing="$$missing $${pair#*:}"; done; \

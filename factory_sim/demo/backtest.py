@@ -244,6 +244,8 @@ class Backtest:
         cfg = SimConfig(seed=self.seed, lines=(self.line,), crew=self.crew)
         bounds = quarter_starts(self.start, self.quarters)
         schedule = self.schedule
+        if schedule.models:
+            raise RuntimeError("a Backtest runs once: its serving schedule already holds models")
         timeline = LineTimeline(cfg, self.line, policy=schedule.policy, policy_since_ns=_ns(bounds[1]))
         self.timeline, self.history = timeline, []
         history = self.history
