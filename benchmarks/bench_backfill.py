@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -62,13 +62,14 @@ storage:
 """
 
 
-def decode_floor(store: LocalDirStore) -> tuple[float, int]:
-    """Seconds to read and decode every raw object once (the baseline), and how many there were."""
+def decode_floor(store: LocalDirStore, prefixes: Iterable[str] = ("raw/",)) -> tuple[float, int]:
+    """Seconds to read and decode every raw object under `prefixes` once (the baseline), and how many."""
     started = time.perf_counter()
     n = 0
-    for key in store.list("raw/"):
-        decode_batch(store.get(key))
-        n += 1
+    for prefix in prefixes:
+        for key in store.list(prefix):
+            decode_batch(store.get(key))
+            n += 1
     return time.perf_counter() - started, n
 
 

@@ -41,7 +41,6 @@ from benchmarks.bench_backfill import (
     instance_home,
     run_ranges,
 )
-from factory_core.rawformat import decode_batch
 from factory_core.store import LocalDirStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,18 +77,6 @@ def _write_history(objects: Path, lines: str, first: dt.date, n_days: int) -> No
     subprocess.run([sys.executable, "-m", "factory_sim.cli", "history", "--days", str(n_days), "--lines", lines,
                     "--store", str(objects), "--start-date", first.isoformat(), "--no-progress"],
                    check=True, stdout=subprocess.DEVNULL, cwd=ROOT)  # fmt: skip
-
-
-def _decode_days(objects: Path, lines: list[str], days: list[dt.date]) -> tuple[float, int]:
-    """The decode floor of these days' raw objects: read and decode each once (one process)."""
-    store = LocalDirStore(objects)
-    t0, n = time.perf_counter(), 0
-    for line in lines:
-        for day in days:
-            for key in store.list(f"raw/line={line}/date={day.isoformat()}/"):
-                decode_batch(store.get(key))
-                n += 1
-    return time.perf_counter() - t0, n
 
 
 def _prune_raw(objects: Path, lines: list[str], before: dt.date) -> int:
@@ -157,7 +144,10 @@ def child(args: argparse.Namespace) -> int:
             if streamed:
                 _write_history(objects, args.lines, chunk[0], len(chunk))
                 peak_bytes = max(peak_bytes, sum(f.stat().st_size for f in objects.rglob("*.fsr")))
-                s, n = _decode_days(objects, lines, chunk)
+                s, n = decode_floor(
+                    LocalDirStore(objects),
+                    [f"raw/line={line}/date={day}/" for line in lines for day in chunk],
+                )
                 floor_s, n_objects = floor_s + s, n_objects + n
             t0, cpu0 = time.perf_counter(), time.process_time()
             stats = record_history(instance, store, lines, chunk[-1] + dt.timedelta(days=1), cursor=cursor)
