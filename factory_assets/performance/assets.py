@@ -92,14 +92,21 @@ class ModelPerformanceConfig(Config):
     )
     max_refusals: int = Field(
         default=refusals.RefusalRule.max_refusals,
-        description="Own refusals of the serving version the window tolerates (more: retrain)",
+        description="Own refusals and far answers of the serving version the window tolerates (more: retrain)",
+    )
+    far_answer_distance: float = Field(
+        default=refusals.RefusalRule.far_answer_distance,
+        gt=0.0,
+        description="An answer whose support.lot_distance exceeds this counts like a refusal (x history's q99)",
     )
 
     def match_rule(self) -> compute.MatchRule:
         return compute.MatchRule(self.max_lead_s, self.max_lag_s, self.lot_rtol)
 
     def refusal_rule(self) -> refusals.RefusalRule:
-        return refusals.RefusalRule(self.refusal_window_days, self.max_refusals)
+        return refusals.RefusalRule(
+            self.refusal_window_days, self.max_refusals, far_answer_distance=self.far_answer_distance
+        )
 
     def window_rule(self) -> compute.WindowRule:
         return compute.WindowRule(
@@ -321,10 +328,10 @@ def _partition_metadata(
         partition_check_spec(
             REFUSALS_CHECK_NAME,
             MODEL_PERFORMANCE_KEY,
-            "The serving model refused at most max_refusals lots of its own accord (out_of_support, "
-            "low_predicted_quality, no_feasible_setting) over the trailing refusal window, judged per day "
-            "(WARN: its lots moved beyond its history; requests a retrain on the history since, at most "
-            "once per version and window).",
+            "The serving model refused of its own accord (out_of_support, low_predicted_quality, "
+            "no_feasible_setting) or answered beyond far_answer_distance at most max_refusals lots over the "
+            "trailing refusal window, judged per day (WARN: its lots moved beyond its history; requests a "
+            "retrain on the history since, at most once per version and window).",
         ),
     ],
     group_name="performance",
@@ -400,8 +407,9 @@ def _verdict(partition: str, row: dict[str, Any], comparison: compute.Comparison
 
 
 def _refusal_verdict(partition: str, refused: refusals.RefusalVerdict) -> Verdict:
-    """The refusal check on one partition: fails when the serving version refused too many lots itself
-    over the window ending that day; its metadata names the version (what the retrain sensor reads)."""
+    """The refusal check on one partition: fails when the serving version refused or answered far out too
+    many lots over the window ending that day; its metadata names the version (what the retrain sensor
+    reads)."""
     return Verdict(
         REFUSALS_CHECK_NAME,
         partition,
@@ -411,6 +419,7 @@ def _refusal_verdict(partition: str, refused: refusals.RefusalVerdict) -> Verdic
         metadata={
             "judged_version": "" if refused.version_number is None else f"model:v{refused.version_number}",
             "refusals": refused.refusals,
+            "far_answers": refused.far_answers,
             "by_reason": MetadataValue.json(refused.by_reason),
             "answered": refused.answered,
             "window": f"{refused.rule.window_first(refused.day)}..{refused.day}",

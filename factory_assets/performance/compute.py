@@ -75,6 +75,7 @@ DECISION_SCHEMA: dict[str, Any] = {
     "outcome": pl.String,
     "predicted_quality": pl.Float64,
     "predicted_fault_risk": pl.Float64,
+    "lot_distance": pl.Float64,  # an answer's support.lot_distance (x history's q99); null on refusals
 }
 MATCH_KINDS = ("model", "fallback", "overridden")
 
@@ -126,6 +127,7 @@ def decisions_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pl.DataFrame,
     for r in records:
         ts = _parse_ts(r.get("ts"))
         lot = r.get("lot") if isinstance(r.get("lot"), Mapping) else {}
+        support = r.get("support") if isinstance(r.get("support"), Mapping) else {}
         figures = {f: _num(lot.get(f)) for f in LOT_FIGURES}
         if ts is None or None in figures.values():
             unreadable += 1
@@ -143,6 +145,7 @@ def decisions_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pl.DataFrame,
                 "outcome": None if r.get("outcome") is None else str(r.get("outcome")),
                 "predicted_quality": _num(r.get("predicted_quality")),
                 "predicted_fault_risk": _num(r.get("predicted_fault_risk")),
+                "lot_distance": _num(support.get("lot_distance")),
             }
         )
     return pl.DataFrame(rows, schema=DECISION_SCHEMA), unreadable

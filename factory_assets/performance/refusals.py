@@ -1,14 +1,15 @@
-"""When the serving model does not know its lots: its own refusals, counted, and when to retrain.
+"""When the serving model does not know its lots: its own refusals and far answers, counted, and when to retrain.
 
 Why: a model knows the lots its history holds. When the season moves the lots beyond them, the server
-refuses them of its own accord (`out_of_support`, `low_predicted_quality`, `no_feasible_setting`:
-quality_model.search.recommender) and hands them to the crew on shift, who fault on exactly such lots
-(docs/model.md: nearly all faults of the line as run were these fallbacks'). The refused lots are then
-run, and the history holds lots like them: a model retrained on it answers them. So the platform does not
-wait for the quarter's end: when the serving version refused more than `max_refusals` lots over the
-trailing `window_days`, it retrains on all history so far, and the promotion gate decides as at every
-retrain. Operational refusals (`deadline_exceeded`, `model_unavailable`) are not the model's and do not
-count.
+first answers them from the prior's extrapolation (`support.lot_distance` beyond `far_answer_distance`,
+4 x history's own q99 nearest-lot distance), then refuses them of its own accord (`out_of_support`,
+`low_predicted_quality`, `no_feasible_setting`: quality_model.search.recommender) and hands them to the
+crew on shift, who fault on exactly such lots (docs/model.md: nearly all faults of the line as run were
+these fallbacks'). The lots are run either way, and the history then holds lots like them: a model
+retrained on it answers them from evidence. So the platform does not wait for the quarter's end: when
+the serving version refused or answered far out more than `max_refusals` lots over the trailing
+`window_days`, it retrains on all history so far, and the promotion gate decides as at every retrain.
+Operational refusals (`deadline_exceeded`, `model_unavailable`) are not the model's and do not count.
 
 One rule for both users: `model_performance`'s check `model_performance_own_refusals` and the retrain
 sensor (factory_assets/performance/retrain.py) in the platform, and `factory-sim backtest`, which measures
@@ -27,16 +28,21 @@ import polars as pl
 
 OUT_OF_SUPPORT = "out_of_support"
 MODEL_REASONS = (OUT_OF_SUPPORT, "low_predicted_quality", "no_feasible_setting")
+FAR_ANSWER = "far_answer"
+"""`by_reason`'s name for answers beyond `RefusalRule.far_answer_distance`."""
 
 
 @dataclass(frozen=True)
 class RefusalRule:
-    """How many of its own refusals a trailing window tolerates of the serving version, and how often a
-    retrain may be requested for one version (measured with the backtest: docs/model.md)."""
+    """How many of its own refusals and far answers a trailing window tolerates of the serving version,
+    and how often a retrain may be requested for one version (measured with the backtest: docs/model.md)."""
 
     window_days: int = 7
     max_refusals: int = 0
     reasons: tuple[str, ...] = MODEL_REASONS
+    # an answer whose lot lies beyond this many x history's q99 nearest-lot distance counts like a refusal
+    # (the server answers up to quality_model.training.LOT_DISTANCE_REFUSE_RATIO; inf: answers never count)
+    far_answer_distance: float = 4.0
     # at most one request per version per `window_days`: the retrained history needs days to fill in
     # the refused region, and a candidate the gate rejected should not be retried the next day
 
@@ -46,7 +52,8 @@ class RefusalRule:
 
 @dataclass(frozen=True)
 class RefusalVerdict:
-    """The check's figures for one (line, day): the serving version and its own refusals in the window."""
+    """The check's figures for one (line, day): the serving version, its own refusals and its far answers
+    in the window (`by_reason` counts both, far answers as `far_answer`)."""
 
     day: dt.date
     version_number: int | None
@@ -54,10 +61,11 @@ class RefusalVerdict:
     answered: int
     rule: RefusalRule
     by_reason: dict[str, int] = field(default_factory=dict)
+    far_answers: int = 0
 
     @property
     def passed(self) -> bool:
-        return self.refusals <= self.rule.max_refusals
+        return self.refusals + self.far_answers <= self.rule.max_refusals
 
     @property
     def description(self) -> str:
@@ -65,9 +73,10 @@ class RefusalVerdict:
         first = self.rule.window_first(self.day)
         reasons = ", ".join(f"{k} {n}" for k, n in sorted(self.by_reason.items())) or "none"
         verb = "within" if self.passed else "beyond"
+        far = f"{self.far_answers} of them beyond {self.rule.far_answer_distance:g}x history's lot distance"
         return (
             f"{version} refused {self.refusals} lots of its own accord in {first}..{self.day} ({reasons}; "
-            f"{self.answered} answered): {verb} the tolerated {self.rule.max_refusals}"
+            f"{self.answered} answered, {far}): {verb} the tolerated {self.rule.max_refusals}"
         )
 
 
@@ -78,7 +87,7 @@ def _lots(refused: pl.DataFrame) -> int:
 
 
 def judge(decisions: pl.DataFrame, line: str, day: dt.date, rule: RefusalRule) -> RefusalVerdict:
-    """The serving version's own refusals on `line` over the window ending with `day`.
+    """The serving version's own refusals and far answers on `line` over the window ending with `day`.
 
     The serving version is the newest decision's (answers and refusals both carry it); refusals of an
     earlier version do not count against its successor, which learned from the history since."""
@@ -93,8 +102,11 @@ def judge(decisions: pl.DataFrame, line: str, day: dt.date, rule: RefusalRule) -
     own = window.filter(pl.col("model_version_number") == version)
     refused = own.filter((pl.col("status") != 200) & pl.col("outcome").is_in(list(rule.reasons)))
     by_reason = {str(k): _lots(part) for (k,), part in refused.group_by(["outcome"])}
-    answered = int((own["status"] == 200).sum())
-    return RefusalVerdict(day, version, _lots(refused), answered, rule, by_reason)
+    answers = own.filter(pl.col("status") == 200)
+    far = answers.filter(pl.col("lot_distance") > rule.far_answer_distance)
+    if far.height:
+        by_reason[FAR_ANSWER] = _lots(far)
+    return RefusalVerdict(day, version, _lots(refused), answers.height, rule, by_reason, _lots(far))
 
 
 def should_request(day: dt.date, requested_before: Iterable[dt.date], rule: RefusalRule) -> bool:

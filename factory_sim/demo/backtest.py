@@ -90,8 +90,9 @@ class ServingSchedule:
     since_ns: list[int] = field(default_factory=list)
     models: list[LoadedModel] = field(default_factory=list)
     fallbacks: Counter[str] = field(default_factory=Counter)
-    # every model decision as the decision log records it: (start, version number, status, reason, lot id)
-    decided: list[tuple[int, int, int, str, str]] = field(default_factory=list)
+    # every model decision as the decision log records it:
+    # (start, version number, status, reason, lot id, the answer's lot distance or None)
+    decided: list[tuple[int, int, int, str, str, float | None]] = field(default_factory=list)
 
     def serve(self, since_ns: int, model: LoadedModel) -> None:
         self.since_ns.append(since_ns)
@@ -107,12 +108,12 @@ class ServingSchedule:
         model = self.model_at(ctx.start_ns)
         if model is None:
             return ctx.fallback(lot)
-        decision = model_decision(model, lot)
+        decision, distance = model_decision(model, lot)
         if isinstance(decision, str):
             self.fallbacks[decision] += 1
-            self.decided.append((ctx.start_ns, model.version_number, 503, decision, lot.lot_id))
+            self.decided.append((ctx.start_ns, model.version_number, 503, decision, lot.lot_id, None))
             return ctx.fallback(lot)
-        self.decided.append((ctx.start_ns, model.version_number, 200, "answered", lot.lot_id))
+        self.decided.append((ctx.start_ns, model.version_number, 200, "answered", lot.lot_id, distance))
         return decision
 
     def decisions_since(self, t_ns: int, line: str) -> pl.DataFrame:
@@ -128,23 +129,27 @@ class ServingSchedule:
                 "status": [r[2] for r in rows],
                 "outcome": [r[3] for r in rows],
                 "lot_id": [r[4] for r in rows],
+                "lot_distance": [r[5] for r in rows],
             },
             schema={"line": pl.String, "ts": pl.Datetime("us", "UTC"), "model_version_number": pl.Int64,
-                    "status": pl.Int64, "outcome": pl.String, "lot_id": pl.String},
+                    "status": pl.Int64, "outcome": pl.String, "lot_id": pl.String,
+                    "lot_distance": pl.Float64},
         )  # fmt: skip
 
 
-def model_decision(model: LoadedModel, lot: physics.Lot) -> Decision | str:
-    """The server's answer for ``lot``: a Decision, or the refusal reason (the craftsman then decides)."""
+def model_decision(model: LoadedModel, lot: physics.Lot) -> tuple[Decision | str, float | None]:
+    """The server's answer for ``lot``: a Decision, or the refusal reason (the craftsman then decides),
+    with the answer's `support.lot_distance` (None on a refusal)."""
     try:
         rec = model.recommender.recommend(_lot_values(lot))
     except NoFeasibleSetting as exc:
-        return exc.reason
+        return exc.reason, None
     p = rec.parameters
     params = physics.Params(p["temperature"], p["feed_rate"], p["pressure"])
     if not physics.within_safety(params):  # the control system refuses it too
-        return "unsafe_parameters"
-    return Decision(params, f"model:{model.version}", MODEL_CODE_BASE + model.version_number)
+        return "unsafe_parameters", None
+    decision = Decision(params, f"model:{model.version}", MODEL_CODE_BASE + model.version_number)
+    return decision, rec.lot_distance
 
 
 @dataclass
@@ -204,7 +209,7 @@ def _policy_quality(model: LoadedModel | None, prods: list[Production], seed: in
 
     def decide(p: Production) -> physics.Params:
         if model is not None:
-            decision = model_decision(model, p.lot)
+            decision, _ = model_decision(model, p.lot)
             if not isinstance(decision, str):
                 return decision.params
         return _craftsman_params(p, seed, cfg)
@@ -375,6 +380,7 @@ class Backtest:
             "day": day.isoformat(),
             "serving": serving.version,
             "refusals": verdict.refusals,
+            "far_answers": verdict.far_answers,
             "promoted": result.promoted,
             "reason": result.reason,
             "train_seconds": round(result.train_seconds, 2),
@@ -527,7 +533,9 @@ def summary_table(report: dict[str, Any]) -> str:
             f"{q['fallback_rate']:>9.2%} {len(q.get('refusal_retrains', [])):>9} {verdict:>22} {_checks(q):>24}"
         )
     rows.append(f"mean gap to the oracle over the model-run quarters: {report['oracle_gap_mean']:.2f}")
-    rows.append("retrains: within the quarter, requested by the model's own refusals (refusal_retrains)")
+    rows.append(
+        "retrains: within the quarter, requested by the model's own refusals or far answers (refusal_retrains)"
+    )
     rows.append("checks: model_beats_best_craftsman / model_performance; = agrees with the truth, ! does not")
     return "\n".join(rows)
 
@@ -567,8 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-refusal-retrain",
         action="store_true",
-        help="retrain at quarters' ends only, not also when the serving model refuses lots "
-        "of its own accord (the platform's refusal check; for comparison)",
+        help="retrain at quarters' ends only, not also when the serving model refuses lots of its own "
+        "accord or answers lots far from its history (the platform's refusal check; for comparison)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

@@ -13,13 +13,14 @@ RULE = refusals.RefusalRule(window_days=7, max_refusals=3)
 DAY = dt.date(2026, 4, 20)
 
 
-def decisions(*rows: tuple[str, str, int, int, str]) -> pl.DataFrame:
-    """(line, ISO time, version number, status, outcome) as the decision log's typed frame, each row a
-    lot of its own."""
+def decisions(*rows: tuple) -> pl.DataFrame:
+    """(line, ISO time, version number, status, outcome[, the answer's lot distance]) as the decision
+    log's typed frame, each row a lot of its own; the distance is logged as the server logs it."""
     records = [
         {"ts": ts, "line_id": line, "lot": {"moisture": 1, "hardness": 1, "density": 1, "impurity": 1},
-         "lot_id": f"lot-{i}", "model_version_number": v, "status": status, "outcome": outcome}
-        for i, (line, ts, v, status, outcome) in enumerate(rows)
+         "lot_id": f"lot-{i}", "model_version_number": v, "status": status, "outcome": outcome,
+         **({"support": {"lot_distance": far[0], "leverage": 1.0}} if far else {})}
+        for i, (line, ts, v, status, outcome, *far) in enumerate(rows)
     ]  # fmt: skip
     frame, unreadable = compute.decisions_frame(records)
     assert unreadable == 0
@@ -30,8 +31,8 @@ def refusal(ts: str, version: int = 2, line: str = "L1", reason: str = "out_of_s
     return (line, ts, version, 503, reason)
 
 
-def answer(ts: str, version: int = 2, line: str = "L1") -> tuple:
-    return (line, ts, version, 200, "ok")
+def answer(ts: str, version: int = 2, line: str = "L1", lot_distance: float = 1.0) -> tuple:
+    return (line, ts, version, 200, "ok", lot_distance)
 
 
 def test_four_own_refusals_in_the_window_fail_and_three_pass() -> None:
@@ -42,8 +43,8 @@ def test_four_own_refusals_in_the_window_fail_and_three_pass() -> None:
     failed = refusals.judge(four, "L1", DAY, RULE)
     assert not failed.passed and failed.refusals == 4
     assert failed.description == (
-        "model:v2 refused 4 lots of its own accord in 2026-04-14..2026-04-20 (out_of_support 4; 1 answered): "
-        "beyond the tolerated 3"
+        "model:v2 refused 4 lots of its own accord in 2026-04-14..2026-04-20 (out_of_support 4; 1 answered, "
+        "0 of them beyond 4x history's lot distance): beyond the tolerated 3"
     )
 
 
@@ -69,6 +70,23 @@ def test_the_models_own_reasons_count_operational_ones_other_lines_and_answers_d
     verdict = refusals.judge(frame, "L1", DAY, RULE)
     assert verdict.passed and verdict.refusals == 3 and verdict.answered == 50
     assert verdict.by_reason == {"out_of_support": 1, "low_predicted_quality": 1, "no_feasible_setting": 1}
+
+
+def test_answers_beyond_the_far_distance_count_like_refusals_and_nearer_ones_do_not() -> None:
+    """A lot answered from the prior's extrapolation beyond 4x history's q99 distance is a lot the model
+    is about to stop knowing: it counts towards a retrain like a refusal (once per lot)."""
+    far = [answer("2026-04-19T10:00:00Z", lot_distance=d) for d in (4.5, 5.9)]
+    near = [answer("2026-04-19T11:00:00Z", lot_distance=d) for d in (0.2, 3.99, 4.0)]
+    verdict = refusals.judge(decisions(*far, *near, refusal("2026-04-19T12:00:00Z")), "L1", DAY, RULE)
+    assert (verdict.refusals, verdict.far_answers, verdict.answered) == (1, 2, 5)
+    assert verdict.by_reason == {"out_of_support": 1, "far_answer": 2}
+    assert verdict.passed  # 3 counted, 3 tolerated
+    strict = refusals.RefusalRule(window_days=7, max_refusals=0)
+    assert not refusals.judge(decisions(far[0], *near), "L1", DAY, strict).passed
+    assert refusals.judge(decisions(*near), "L1", DAY, strict).passed
+    never = refusals.RefusalRule(window_days=7, max_refusals=0, far_answer_distance=float("inf"))
+    assert refusals.judge(decisions(*far), "L1", DAY, never).passed
+    assert "2 of them beyond 4x history's lot distance" in verdict.description
 
 
 def test_a_predecessors_refusals_do_not_count_against_the_version_now_serving() -> None:
