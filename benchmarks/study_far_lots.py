@@ -1,16 +1,18 @@
-"""Study: how the model answers lots far from its history (the `LOT_DISTANCE_REFUSE_RATIO` figures).
+"""Study: how the model answers lots far from its history, against the crew a refusal hands them to.
 
-What: a model trained on the first week of the simulated line (a narrow history, as a new line has) is
-asked for 3,000 lots drawn uniformly over a box far wider than any season (moisture 0.5-16 %, hardness
-30-100, density 1.10-1.55, impurity 0-4 %). Per band of the answer's `lot_distance` (nearest training lot,
-in units of history's own q99) and per band of leverage: answers, and answers whose noise-free outcome
-is poor (quality below 80 % of the lot's best, or fault risk above 1 %), and severe (expected quality
-below 50). With `--no-limit` the lot-distance refusal is switched off, to see what it refuses.
+What: the model a line first serves (trained on its first quarter, run by the craftsmen: one winter) is
+asked for 3,000 lots drawn uniformly over every lot the API admits (factory_core.machine.LOT_LIMITS),
+far wider than any season, with the lot-distance refusal lifted. Per band of the answer's
+`lot_distance` (nearest training lot, in units of history's own q99): answers, the noise-free expected
+quality and fault risk of the model's setting, answers whose expected quality is below 50 (severe), and
+what the lot would get if refused: the crew on shift's expected quality and fault risk (the mean over
+the five craftsmen, each at their rule and bias) and anna's (the best craftsman). Lots the leverage limit
+refuses are counted apart.
 
-Why: "never a confident bad setting" (docs/model.md, "Refusals"), against the price of refusing: every
-refused lot goes to the craftsman on shift.
+Why: "never a confident bad setting" (docs/model.md, "How far out to answer") against the price of
+refusing: every refused lot goes to whoever is on shift. This sets `LOT_DISTANCE_REFUSE_RATIO`.
 
-    .venv/bin/python -m benchmarks.study_far_lots [--no-limit]
+    .venv/bin/python -m benchmarks.study_far_lots --seed 42
 """
 
 from __future__ import annotations
@@ -20,47 +22,66 @@ import math
 
 import numpy as np
 
+from factory_core.machine import LOT_LIMITS, PARAMETERS, QUALITY_FIGURES
 from factory_sim import physics
+from factory_sim.craftsmen import BY_NAME, CRAFTSMEN
 from factory_sim.productions import productions_frame
 from quality_model import training
 from quality_model.search.recommender import NoFeasibleSetting
 
-LOW = np.array([0.5, 30.0, 1.10, 0.0])
-HIGH = np.array([16.0, 100.0, 1.55, 4.0])
-BANDS = ((0, 1), (1, 2), (2, 2.5), (2.5, 3), (3, 4), (4, math.inf))
+LOW = np.array([LOT_LIMITS[f][0] for f in QUALITY_FIGURES])
+HIGH = np.array([LOT_LIMITS[f][1] for f in QUALITY_FIGURES])
+BANDS = ((0, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 8), (8, math.inf))
 
 
-def main() -> None:
+def expected(lot: physics.Lot, params: physics.Params) -> tuple[float, float]:
+    """Noise-free expected quality (a fault scraps the part) and fault probability of a setting."""
+    params = physics.clip_to_safety(params)
+    risk = min(1.0, sum(physics.fault_probabilities(lot, params)))
+    quality = physics.max_quality(lot) * math.exp(-0.5 * physics.penalty(lot, params))
+    return quality * (1.0 - risk), risk
+
+
+def craftsman_expected(name: str, lot: physics.Lot) -> tuple[float, float]:
+    c = BY_NAME[name]
+    return expected(lot, physics.Params(*(a + b for a, b in zip(c.aim(lot).as_tuple(), c.bias, strict=True))))
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--days", type=float, default=90.0, help="history the model is trained on")
     parser.add_argument("--lots", type=int, default=3000)
-    parser.add_argument("--no-limit", action="store_true", help="switch the lot-distance refusal off")
-    args = parser.parse_args()
-    model = training.train(productions_frame(7.0, seed=42), seed=42)
+    args = parser.parse_args(argv)
+    model = training.train(productions_frame(args.days, seed=args.seed), seed=args.seed, holdout_fraction=0)
     rec = model.recommender()
-    if args.no_limit:
-        rec.lot_limit = math.inf
+    rec.lot_limit = math.inf
     rows, refused = [], {}
-    for lot in np.random.default_rng(5).uniform(LOW, HIGH, size=(args.lots, 4)):
-        sim_lot = physics.Lot("far", *lot)
+    for values in np.random.default_rng(5).uniform(LOW, HIGH, size=(args.lots, 4)):
+        lot = physics.Lot("far", *values)
         try:
-            got = rec.recommend(tuple(float(v) for v in lot))
+            got = rec.recommend(tuple(float(v) for v in values))
         except NoFeasibleSetting as exc:
             refused[exc.reason] = refused.get(exc.reason, 0) + 1
             continue
-        params = physics.Params(*(got.parameters[k] for k in ("temperature", "feed_rate", "pressure")))
-        best = physics.max_quality(sim_lot)
-        quality = best * math.exp(-0.5 * physics.penalty(sim_lot, params))
-        risk = sum(physics.fault_probabilities(sim_lot, params))
-        poor = quality < 0.8 * best or risk > 0.01
-        rows.append((got.lot_distance, got.leverage, poor, quality * (1 - risk) < 50.0))
-    print(f"{args.lots} lots: answered {len(rows)}, refused {refused}")
-    print(f"{'lot_distance':>14} {'answered':>9} {'poor':>6} {'severe':>7}")
+        q, risk = expected(lot, physics.Params(*(got.parameters[k] for k in PARAMETERS)))
+        crew = np.array([craftsman_expected(c.name, lot) for c in CRAFTSMEN])
+        rows.append(
+            (got.lot_distance, q, risk, q < 50.0, *crew.mean(axis=0), craftsman_expected("anna", lot)[0])
+        )
+    print(
+        f"seed {args.seed}, {args.days:g} days of history; {args.lots} lots: answered {len(rows)}, refused {refused}"
+    )
+    print(
+        "| lot distance | answered | model: quality | fault risk | severe | crew on shift: quality | fault risk | anna |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for lo, hi in BANDS:
-        band = [r for r in rows if lo <= r[0] < hi]
-        if band:
-            print(
-                f"{f'[{lo}, {hi})':>14} {len(band):>9} {sum(r[2] for r in band):>6} {sum(r[3] for r in band):>7}"
-            )
+        band = np.array([r for r in rows if lo <= r[0] < hi], dtype=float)
+        if len(band):
+            m = band.mean(axis=0)
+            print(f"| {lo} to {hi} | {len(band)} | {m[1]:.1f} | {m[2]:.2%} | {int(band[:, 3].sum())} "
+                  f"| {m[4]:.1f} | {m[5]:.0%} | {m[6]:.1f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -60,11 +60,13 @@ SMOKE_ROWS = 8
 # worse (docs/model.md, "Where the trees judge"; benchmarks/study_tree_support.py).
 TREE_SUPPORT_FACTOR = 1.0
 LEVERAGE_REFUSE_RATIO = 25.0  # out_of_support beyond this multiple of the history's q99.9 leverage
-# out_of_support beyond this multiple of history's own q99 nearest-lot distance. Measured on 3,000 lots
-# drawn uniformly over a box far wider than any season (benchmarks/study_far_lots.py): answers whose true
-# quality is below 80 % of the lot's best or whose fault risk exceeds 1 % are 0-1 % of answers within 2.5x,
-# 10 % in 3-4x and 29 % beyond 4x; beyond 4x lie 0.2 % of the lots of the first quarter a model serves.
-LOT_DISTANCE_REFUSE_RATIO = 4.0
+# out_of_support beyond this multiple of history's own q99 nearest-lot distance. Measured with the model a
+# line first serves (a winter of history) on 3,000 lots drawn over every lot the API admits
+# (benchmarks/study_far_lots.py, seeds 42 and 7): its answers' fault risk stays below 0.01 % at every
+# distance and their expected quality falls from 93-94 (below 2x) to 79 (4-5x) and 74 (5-6x), while the
+# crew on shift, who take a refused lot, expect 19-21 there with a fault risk of 46-51 %; beyond 6x one
+# seed's answers fall to 65 with 27 % severe. Formerly 4.0, set from poor answers alone.
+LOT_DISTANCE_REFUSE_RATIO = 6.0
 LOW_QUALITY_THRESHOLD = 30.0  # low_predicted_quality when (q - k * uncertainty) * (1 - risk) is below
 UNCERTAINTY_K = 0.0
 UNCERTAINTY_NEIGHBOURS = 8
@@ -240,6 +242,8 @@ def train(
     residuals = np.full(len(x), np.nan)
     residuals[ok] = out_of_fold_residuals(x[ok], q[ok], quality_rounds, seed, nthread)
     support_residuals = residuals[support_idx]
+    support_faulted = fault[support_idx] == 1
+    support_quality = np.where(support_faulted, 0.0, q[support_idx].astype(np.float64))
     lo = np.quantile(x[:, 4:], 0.005, axis=0)
     hi = np.quantile(x[:, 4:], 0.995, axis=0)
     ranges = {
@@ -278,6 +282,8 @@ def train(
             "support_residuals": [
                 None if not np.isfinite(v) else round(float(v), 4) for v in support_residuals
             ],
+            "support_quality": [round(float(v), 2) for v in support_quality],
+            "support_faulted": [int(v) for v in support_faulted],
             "prior_coef": coef.tolist(),
             "prior_resid_std": resid_std.tolist(),
             "param_ranges": ranges,

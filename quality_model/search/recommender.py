@@ -27,7 +27,11 @@ the lot's distance to history, the prior's leverage and the quality model's loca
 the leverage limit is refused as ``out_of_support``, a setting expected to be poor where history backs
 the expectation as ``low_predicted_quality`` (docs/model.md gives the measurements behind each rule). A lot
 whose nearest training lot lies beyond ``lot_distance_refuse_ratio`` x history's own q99 distance is refused
-as ``out_of_support`` too: there the prior's extrapolation was measured to go wrong.
+as ``out_of_support`` too: there the prior's extrapolation was measured to go wrong. The trees' objections
+need evidence: a fault veto of the prior stands only where one of the past productions nearest to the lot
+and the prior's setting faulted, a low prediction refuses only where those nearest to the chosen setting
+realized poor quality too (the artefact's ``support_faulted`` and ``support_quality``); elsewhere the trees
+were measured to blur other settings' outcomes over the prior's, and the prior is answered.
 """
 
 from __future__ import annotations
@@ -160,6 +164,17 @@ class Recommender:
         )
         if self.lev_inv.shape != (15, 15) or self.support_resid.shape != (len(support),):
             raise ValueError("search: leverage_inv must be 15 x 15 and support_residuals one per support row")
+        # what each support row realized (QA quality, a fault as 0) and whether it faulted: the evidence a
+        # tree veto or low prediction must agree with (absent in artefacts before 2026-12-06: trees alone)
+        realized, faulted = search.get("support_quality"), search.get("support_faulted")
+        self.support_realized = None if realized is None else np.asarray(realized, dtype=np.float64)
+        self.support_faulted = None if faulted is None else np.asarray(faulted, dtype=bool)
+        for name, arr in (
+            ("support_quality", self.support_realized),
+            ("support_faulted", self.support_faulted),
+        ):
+            if arr is not None and arr.shape != (len(support),):
+                raise ValueError(f"search: {name} must hold one value per support row, got shape {arr.shape}")
         self.prior_coef = np.asarray(search["prior_coef"], dtype=np.float64)
         self.prior_std = np.asarray(search["prior_resid_std"], dtype=np.float64)
         self.safe_lo = np.array([PARAM_BOUNDS[p][0] for p in PARAM_FEATURES])
@@ -322,6 +337,32 @@ class Recommender:
         resid = resid[np.isfinite(resid)][: self.u_k]
         return float(np.sqrt((resid**2).mean())) if len(resid) else math.nan
 
+    def nearest_past(self, lot: np.ndarray, setting: np.ndarray) -> np.ndarray:
+        """Indices of the support rows nearest to (lot, setting): the u_k past productions most like it,
+        among the rows of the most similar lots (as `local_error` measures)."""
+        _, near = self.lot_tree.query((lot - self.lot_mean) / self.lot_scale, k=self.k_support)
+        near = np.atleast_1d(near)
+        a = np.concatenate(
+            [(lot - self.lot_mean) / self.lot_scale, (setting - self.par_mean) / self.par_scale]
+        )
+        d2 = ((self.support_norm[near] - a) ** 2).sum(axis=1)
+        return near[np.argsort(d2, kind="mergesort")[: self.u_k]]
+
+    def past_faulted(self, lot: np.ndarray, setting: np.ndarray) -> bool:
+        """Did a past production like (lot, setting) fault? (True when the artefact holds no evidence.)"""
+        if self.support_faulted is None:
+            return True
+        return bool(self.support_faulted[self.nearest_past(lot, setting)].any())
+
+    def past_poor(self, lot: np.ndarray, setting: np.ndarray) -> bool:
+        """Did the past productions like (lot, setting) realize, on average, less than the low-quality
+        threshold (a fault as 0)? (True when the artefact holds no evidence.)"""
+        if self.support_realized is None:
+            return True
+        realized = self.support_realized[self.nearest_past(lot, setting)]
+        realized = realized[np.isfinite(realized)]
+        return len(realized) == 0 or float(realized.mean()) < self.low_quality
+
     def recommend(self, lot_values: tuple[float, float, float, float]) -> Recommendation:
         """Best feasible setting for a lot (moisture, hardness, density, impurity), or NoFeasibleSetting
         with its reason: out_of_support, low_predicted_quality or no_feasible_setting."""
@@ -334,11 +375,13 @@ class Recommender:
                 raise self._too_far(out[9])
             if out[0] >= 0:
                 params = {_P0: round(out[3], 3), _P1: round(out[4], 3), _P2: round(out[5], 3)}
-                return self._answer(params, out[6], out[7], out[8], out[1], out[9], out[10], out[11], out[12])
+                return self._answer(
+                    params, out[6], out[7], out[8], out[1], out[9], out[10], out[11], out[12], lot
+                )
             if out[0] == -3:
                 raise self._out_of_support(out[10])
             if out[0] == -1:
-                raise self._refusal(out[1])
+                return self._vetoed(np.asarray(lot, dtype=np.float64), out[1], out[9], out[10])
         missing = [name for name, v in zip(LOT_FEATURES, lot, strict=True) if not math.isfinite(v)]
         if missing:  # the API refuses these; a Python caller gets the operator, not a guess
             raise NoFeasibleSetting(
@@ -350,27 +393,48 @@ class Recommender:
         if res.best == -3:
             raise self._out_of_support(res.leverage)
         if res.best < 0:
-            raise self._refusal(len(res.candidates))
+            return self._vetoed(np.asarray(lot, dtype=np.float64), len(res.candidates), res.lot_distance,
+                                res.leverage)  # fmt: skip
         params = {name: round(float(res.candidates[res.best, k]), 3) for k, name in enumerate(PARAM_FEATURES)}
         return self._answer(
             params, float(res.expected[res.best]), float(res.fault_risk[res.best]), float(res.quality[res.best]),
-            len(res.candidates), res.lot_distance, res.leverage, res.uncertainty, res.setting_distance,
+            len(res.candidates), res.lot_distance, res.leverage, res.uncertainty, res.setting_distance, lot,
+        )  # fmt: skip
+
+    def _vetoed(self, lot: np.ndarray, n_cand: int, lot_dist: float, leverage: float) -> Recommendation:
+        """Nothing feasible: the fault model vetoed the prior where the trees know such lots, and no other
+        candidate is supported and safe. The veto stands where a past production like the prior's setting
+        faulted. Elsewhere the trees blur the faults of other settings on such lots over the prior's
+        (measured on the tuning lines' backtests: the prior realized 95 on each lot so refused, the crew
+        on shift faulted or scrapped; docs/model.md), so the prior is answered, with the trees' risk."""
+        cands, near = self.candidates(lot)  # row 0: the prior, within the safety limits
+        if not self.prior_first or self.past_faulted(lot, cands[0]):
+            raise self._refusal(n_cand)
+        q, r = self.predict(lot, cands[:1])
+        params = {name: round(float(cands[0, k]), 3) for k, name in enumerate(PARAM_FEATURES)}
+        return self._answer(
+            params, float(q[0] * (1.0 - r[0])), float(r[0]), float(q[0]), n_cand, lot_dist, leverage,
+            self.local_error(lot, cands[0], near), float(self.support_distance(lot, cands[:1], near)[0]),
+            tuple(lot),
         )  # fmt: skip
 
     def _answer(
         self, params: dict[str, float], expected: float, risk: float, quality: float, n_cand: int,
         lot_dist: float, leverage: float, uncertainty: float, setting_dist: float,
+        lot: tuple[float, ...],
     ) -> Recommendation:  # fmt: skip
         """The recommendation, unless the model expects it to be poor where history backs the expectation.
 
         The forward models' quality is evidence only near past productions: where the lot lies inside
-        the trees' support and the chosen setting inside the support of (lot, setting) rows. Elsewhere
-        the prior's setting (what the best producers did for such lots) stands; measured with the
-        backtest, refusing there hands the lot to the crew on shift, who do worse (docs/model.md)."""
+        the trees' support and the chosen setting inside the support of (lot, setting) rows, and where
+        the past productions most like it were poor too. Elsewhere the prior's setting (what the best
+        producers did for such lots) stands; measured with the backtest, refusing there hands the lot
+        to the crew on shift, who do worse (docs/model.md)."""
         if lot_dist <= self.tree_lot_threshold and setting_dist <= self.support_threshold:
             spread = uncertainty if math.isfinite(uncertainty) else 0.0
             pessimistic = (quality - self.uncertainty_k * spread) * (1.0 - risk)
-            if pessimistic < self.low_quality:
+            setting = np.array([params[p] for p in PARAM_FEATURES], dtype=np.float64)
+            if pessimistic < self.low_quality and self.past_poor(np.asarray(lot, dtype=np.float64), setting):
                 raise NoFeasibleSetting(
                     f"predicted quality {expected:.1f} (pessimistic {pessimistic:.1f} with uncertainty "
                     f"{spread:.1f}) is below {self.low_quality:.0f}: the operator decides",
@@ -395,9 +459,10 @@ class Recommender:
         )
 
     def _refusal(self, n_cand: int) -> NoFeasibleSetting:
+        evidence = ", and a past production like the prior's setting faulted" if self.prior_first else ""
         return NoFeasibleSetting(
             f"none of {n_cand} candidate settings is inside the support of history with fault risk "
-            f"< {self.fault_threshold}"
+            f"< {self.fault_threshold}{evidence}"
         )
 
 

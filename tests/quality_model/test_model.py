@@ -102,9 +102,11 @@ def test_a_lot_far_from_every_training_lot_is_refused_naming_its_distance(
     model: trainer.TrainedModel,
 ) -> None:
     """A lot whose nearest training lot lies beyond the limit (x history's own q99 distance) is refused:
-    far out the prior's extrapolation was measured to go wrong (benchmarks/study_far_lots.py)."""
-    rec = model.recommender()
-    limit = model.metadata["search"]["lot_distance_refuse_ratio"]
+    far out the prior's extrapolation was measured to go wrong (benchmarks/study_far_lots.py). The leverage
+    limit is lifted here, so the walk meets the distance limit on its own."""
+    search = {**model.metadata["search"], "leverage_refuse_ratio": math.inf}
+    rec = Recommender(model.quality, model.fault, {**model.metadata, "search": search})
+    limit = search["lot_distance_refuse_ratio"]
     near = physics.heldout_lot(3, 0, ORIGIN_NS)
     # walk from a typical lot towards wet and very hard material until it leaves the limit
     for step in range(1, 60):
@@ -113,7 +115,7 @@ def test_a_lot_far_from_every_training_lot_is_refused_naming_its_distance(
             got = rec.recommend(lot)
         except NoFeasibleSetting as exc:
             assert exc.reason == "out_of_support", (lot, exc)
-            assert "nearest training lot" in str(exc), exc  # the distance limit, before the leverage one
+            assert "nearest training lot" in str(exc), exc
             break
         assert got.lot_distance <= limit, (lot, got)  # every answer lies inside the limit
     else:
@@ -138,6 +140,54 @@ def test_a_setting_expected_to_be_poor_is_refused_not_answered(model: trainer.Tr
     with pytest.raises(NoFeasibleSetting, match="below 1000") as refused:
         rec.recommend((lot.moisture, lot.hardness, lot.density, lot.impurity))
     assert refused.value.reason == "low_predicted_quality"
+
+
+def _with_search(model: trainer.TrainedModel, **changes: object) -> Recommender:
+    return Recommender(
+        model.quality, model.fault, {**model.metadata, "search": {**model.metadata["search"], **changes}}
+    )
+
+
+def test_a_fault_veto_stands_only_where_a_past_production_like_the_prior_faulted(
+    model: trainer.TrainedModel,
+) -> None:
+    """Every candidate vetoed (risk threshold 0) on a lot of history itself: with no fault among the past
+    productions most like the prior's setting, the prior is answered; with one, the lot is refused."""
+    search = model.metadata["search"]
+    lot = tuple(search["support"][0][:4])  # a lot the trees know (distance 0)
+    n = len(search["support"])
+    clean = _with_search(model, fault_risk_threshold=0.0, support_faulted=[0] * n)
+    got = clean.recommend(lot)
+    prior = np.clip(clean.prior(np.asarray(lot)), clean.safe_lo, clean.safe_hi)
+    assert [got.parameters[p] for p in ("temperature", "feed_rate", "pressure")] == pytest.approx(
+        prior, abs=1e-3
+    )
+    faulted = _with_search(model, fault_risk_threshold=0.0, support_faulted=[1] * n)
+    with pytest.raises(
+        NoFeasibleSetting, match="a past production like the prior's setting faulted"
+    ) as refused:
+        faulted.recommend(lot)
+    assert refused.value.reason == "no_feasible_setting"
+
+
+def test_a_low_prediction_is_refused_only_where_past_productions_like_it_were_poor(
+    model: trainer.TrainedModel,
+) -> None:
+    """The bar raised above every prediction: refused while the nearest past productions realized less
+    than the bar, answered once they realized more (the trees' low prediction is then not evidence)."""
+    n = len(model.metadata["search"]["support"])
+    lot = physics.heldout_lot(3, 1, ORIGIN_NS)
+    values = (lot.moisture, lot.hardness, lot.density, lot.impurity)
+    with pytest.raises(NoFeasibleSetting) as refused:
+        _with_search(model, low_quality_threshold=1000.0).recommend(values)
+    assert refused.value.reason == "low_predicted_quality"
+    answered = _with_search(model, low_quality_threshold=1000.0, support_quality=[1001.0] * n)
+    assert answered.recommend(values).predicted_quality < 1000.0
+
+
+def test_evidence_arrays_must_match_the_support_rows(model: trainer.TrainedModel) -> None:
+    with pytest.raises(ValueError, match="support_faulted must hold one value per support row"):
+        _with_search(model, support_faulted=[0, 1])
 
 
 def test_model_beats_expert_on_heldout_lots() -> None:
