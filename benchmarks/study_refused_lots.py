@@ -5,7 +5,9 @@ retrains); for every lot the serving model refused of its own accord: the day, t
 distance to history (x history's q99 nearest-lot distance, and in units of the lot figures' own spread),
 the prior's leverage (x history's q99.9), and the realized outcome, on the lot's own outcome draws, of
 the setting the model would have answered with its refusal limits lifted, of anna (the best craftsman)
-and of the crew on shift (who set it).
+and of the crew on shift (who set it). For the prior's setting also what the trees predicted (quality,
+fault risk), its support distance (x the support threshold), the local error and how many of the 8 past
+productions nearest to it faulted: the evidence a tree objection is now held to.
 
 Why: every refusal hands a lot to whoever is on shift, and the refusals' fallbacks are the only faults
 by which the line as run exceeds the best craftsman (docs/model.md, "Acceptance"). This shows whether a
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from factory_core.machine import MODEL_CODE_BASE
 from factory_sim import physics
 from factory_sim.craftsmen import BY_NAME, ProductionContext, craftsman_decision
 from factory_sim.demo import backtest
@@ -38,13 +41,6 @@ def unlimited(recommender: Any) -> Any:
     rec.low_quality = -math.inf
     rec._kernel_args = None  # the numpy search: it reports the prior when nothing is feasible
     return rec
-
-
-def near_faults(rec: Any, lot: np.ndarray, setting: np.ndarray, near: np.ndarray) -> int:
-    """Faulted productions among the u_k past productions nearest to (lot, setting)."""
-    a = np.concatenate([(lot - rec.lot_mean) / rec.lot_scale, (setting - rec.par_mean) / rec.par_scale])
-    d2 = ((rec.support_norm[near] - a) ** 2).sum(axis=1)
-    return int(np.isnan(rec.support_resid[near[np.argsort(d2, kind="mergesort")][: rec.u_k]]).sum())
 
 
 def _outcome(lot: physics.Lot, params: physics.Params, key: int) -> dict[str, Any]:
@@ -63,7 +59,7 @@ class RefusalSchedule(backtest.ServingSchedule):
     def policy(self, lot: physics.Lot, ctx: ProductionContext) -> backtest.Decision:
         decision = super().policy(lot, ctx)
         model = self.model_at(ctx.start_ns)
-        if model is None or decision.set_by_code >= 1000:
+        if model is None or decision.set_by_code >= MODEL_CODE_BASE:
             return decision
         rec = unlimited(model.recommender)
         values = np.asarray(backtest._lot_values(lot), dtype=np.float64)
@@ -91,7 +87,9 @@ class RefusalSchedule(backtest.ServingSchedule):
                         2,
                     ),
                     "local_error": round(rec.local_error(values, res.candidates[0], near), 1),
-                    "near_faults": near_faults(rec, values, res.candidates[0], near),
+                    "near_faults": int(
+                        rec.support_faulted[rec.nearest_past(values, res.candidates[0])].sum()
+                    ),
                 },
                 "anna": _outcome(lot, anna, key),
                 "crew": _outcome(lot, decision.params, key) | {"who": decision.set_by},
