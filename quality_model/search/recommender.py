@@ -433,11 +433,13 @@ class Recommender:
         if lot_dist <= self.tree_lot_threshold and setting_dist <= self.support_threshold:
             spread = uncertainty if math.isfinite(uncertainty) else 0.0
             pessimistic = (quality - self.uncertainty_k * spread) * (1.0 - risk)
-            setting = np.array([params[p] for p in PARAM_FEATURES], dtype=np.float64)
-            if pessimistic < self.low_quality and self.past_poor(np.asarray(lot, dtype=np.float64), setting):
+            if pessimistic < self.low_quality and self.past_poor(
+                np.asarray(lot, dtype=np.float64), np.array([params[p] for p in PARAM_FEATURES])
+            ):
                 raise NoFeasibleSetting(
                     f"predicted quality {expected:.1f} (pessimistic {pessimistic:.1f} with uncertainty "
-                    f"{spread:.1f}) is below {self.low_quality:.0f}: the operator decides",
+                    f"{spread:.1f}) is below {self.low_quality:.0f}, as were the past productions most like "
+                    "it: the operator decides",
                     "low_predicted_quality",
                 )
         return Recommendation(

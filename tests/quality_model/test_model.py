@@ -157,17 +157,17 @@ def test_a_fault_veto_stands_only_where_a_past_production_like_the_prior_faulted
     lot = tuple(search["support"][0][:4])  # a lot the trees know (distance 0)
     n = len(search["support"])
     clean = _with_search(model, fault_risk_threshold=0.0, support_faulted=[0] * n)
-    got = clean.recommend(lot)
-    prior = np.clip(clean.prior(np.asarray(lot)), clean.safe_lo, clean.safe_hi)
-    assert [got.parameters[p] for p in ("temperature", "feed_rate", "pressure")] == pytest.approx(
-        prior, abs=1e-3
-    )
     faulted = _with_search(model, fault_risk_threshold=0.0, support_faulted=[1] * n)
-    with pytest.raises(
-        NoFeasibleSetting, match="a past production like the prior's setting faulted"
-    ) as refused:
-        faulted.recommend(lot)
-    assert refused.value.reason == "no_feasible_setting"
+    prior = np.clip(clean.prior(np.asarray(lot)), clean.safe_lo, clean.safe_hi)
+    for compiled in (True, False):  # the compiled search and the reference search alike
+        if not compiled:
+            clean._kernel_args = faulted._kernel_args = None
+        got = clean.recommend(lot)
+        answered = [got.parameters[p] for p in ("temperature", "feed_rate", "pressure")]
+        assert answered == pytest.approx(prior, abs=1e-3)
+        with pytest.raises(NoFeasibleSetting, match="a past production like the prior's setting") as no:
+            faulted.recommend(lot)
+        assert no.value.reason == "no_feasible_setting"
 
 
 def test_a_low_prediction_is_refused_only_where_past_productions_like_it_were_poor(
