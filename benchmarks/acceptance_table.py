@@ -18,6 +18,7 @@ from typing import Any
 
 HEAD = (
     "| seed / line | quarter | line quality | best craftsman | oracle | faults line / best (count) "
+    "| expected faults per 100,000 lots, line / best (the settings' true fault probability) "
     "| faults of the model's own settings / best craftsman on those lots | fallback "
     "| retrains in the quarter (promoted) | gate (truth: quality on this quarter's lots) "
     "| checks: model_beats_best_craftsman / model_performance (days judged) |"
@@ -26,6 +27,11 @@ HEAD = (
 
 def _verdict(ok: bool | None) -> str:
     return "not judged" if ok is None else "agrees" if ok else "DISAGREES"
+
+
+def _per_100k(q: dict[str, Any], who: str) -> str:
+    rate = q.get("expected_fault_rate", {}).get(who)
+    return "n/a" if rate is None else f"{rate * 1e5:.2f}"
 
 
 def _row(report: dict[str, Any], q: dict[str, Any]) -> str:
@@ -40,6 +46,7 @@ def _row(report: dict[str, Any], q: dict[str, Any]) -> str:
         f"| {q['best_craftsman_name']} {q['quality']['best_craftsman']:.2f} | {q['quality']['oracle']:.2f} "
         f"| {q['fault_rate']['line']:.3%} / {q['fault_rate']['best_craftsman']:.3%} ({faults['line']} / "
         f"{faults['best_craftsman']}; {by.get('model', 0)} by the model, {by.get('craftsmen', 0)} by fallbacks) "
+        f"| {_per_100k(q, 'line')} / {_per_100k(q, 'best_craftsman')} "
         f"| {own['faults']} / {own['best_craftsman_faults']} of {own['lots']} "
         f"| {q['fallback_rate']:.2%} | {len(retrains)} ({sum(e['promoted'] for e in retrains)}) "
         f"| {'promoted' if gate['promoted'] else 'kept'}: candidate {gate['candidate_next_quality']:.2f}, "
@@ -50,14 +57,19 @@ def _row(report: dict[str, Any], q: dict[str, Any]) -> str:
 
 
 def render(reports: list[dict[str, Any]]) -> str:
-    rows = [HEAD, "|" + "---|" * 11]
+    rows = [HEAD, "|" + "---|" * 12]
     for r in reports:
         rows += [_row(r, q) for q in r["quarters"] if q["run_by"] == "model"]
         rows.append(
             f"| {r['seed']} / {r['line']} | **year** | gap to the oracle {r['oracle_gap_mean']:.2f} "
-            f"| | | | | | | | backtest {r['seconds']:.0f} s |"
+            f"| | | | | | | | | backtest {r['seconds']:.0f} s |"
         )
     return "\n".join(rows)
+
+
+def _range(values: Any) -> list[float]:
+    values = list(values)
+    return [round(min(values), 2), round(max(values), 2)]
 
 
 def summary(reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -80,6 +92,17 @@ def summary(reports: list[dict[str, Any]]) -> dict[str, Any]:
         "faults_by_fallbacks": sum(q.get("faults_by_setter", {}).get("craftsmen", 0) for _, q in quarters),
         "quarters_line_faulted_more_than_best": sum(
             q["faults"]["line"] > q["faults"]["best_craftsman"] for _, q in quarters
+        ),
+        "quarters_line_expected_fault_rate_above_best": sum(
+            q["expected_fault_rate"]["line"] > q["expected_fault_rate"]["best_craftsman"] for _, q in quarters
+        ),
+        "expected_faults_line_per_100k": _range(q["expected_fault_rate"]["line"] * 1e5 for _, q in quarters),
+        "expected_faults_best_per_100k": _range(
+            q["expected_fault_rate"]["best_craftsman"] * 1e5 for _, q in quarters
+        ),
+        "quarters_model_expected_fault_rate_above_best_on_its_lots": sum(
+            q["model_set"]["expected_fault_rate"] > q["model_set"]["best_craftsman_expected_fault_rate"]
+            for _, q in quarters
         ),
         "faults_model_set": sum(q["model_set"]["faults"] for _, q in quarters),
         "faults_best_craftsman_on_model_set": sum(

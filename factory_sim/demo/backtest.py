@@ -152,20 +152,32 @@ def model_decision(model: LoadedModel, lot: physics.Lot) -> tuple[Decision | str
     return decision, rec.lot_distance
 
 
+def fault_probability(lot: physics.Lot, params: physics.Params) -> float:
+    """The simulator's true probability that ``params`` faults on ``lot`` (as `physics.outcome` draws it:
+    over-current first, else over-temperature): what a realized fault count estimates."""
+    p_oc, p_ot = physics.fault_probabilities(lot, physics.clip_to_safety(params))
+    return p_oc + (1.0 - p_oc) * p_ot
+
+
 @dataclass
 class Scores:
-    """Sums of one policy's outcomes on the scored lots."""
+    """Sums of one policy's outcomes on the scored lots, and of its settings' true fault probabilities.
+
+    Why both: faults near the optimum are rare events (about 1e-5 per lot), so a quarter's fault count is
+    a handful of draws; the summed probability is the policy's fault rate without the draw's noise."""
 
     n: int = 0
     quality: float = 0.0
     faults: int = 0
+    fault_probability: float = 0.0
     cycle_time_s: float = 0.0
     energy_kwh: float = 0.0
 
-    def add(self, out: physics.Outcome) -> None:
+    def add(self, out: physics.Outcome, fault_probability: float) -> None:
         self.n += 1
         self.quality += out.quality
         self.faults += out.fault is not None
+        self.fault_probability += fault_probability
         self.cycle_time_s += out.cycle_time_s
         self.energy_kwh += out.energy_kwh
 
@@ -174,6 +186,7 @@ class Scores:
         return {
             "quality": self.quality / n,
             "fault_rate": self.faults / n,
+            "expected_fault_rate": self.fault_probability / n,
             "cycle_time_s": self.cycle_time_s / n,
             "energy_kwh": self.energy_kwh / n,
         }
@@ -189,13 +202,19 @@ def _sample(prods: list[Production], lots: int) -> list[Production]:
 def _replay(
     prods: list[Production], decide: Callable[[Production], physics.Params], seed: int,
     record: dict[int, float] | None = None, faulted: set[int] | None = None,
+    risks: dict[int, float] | None = None,
 ) -> Scores:  # fmt: skip
     """Outcomes of another policy on the same lots with the same outcome draws (paired); `record` gets
-    each production's quality by production id, `faulted` the ids of those that faulted."""
+    each production's quality by production id, `faulted` the ids of those that faulted, `risks` each
+    setting's true fault probability."""
     scores = Scores()
     for p in prods:
-        out = physics.outcome(p.lot, decide(p), physics.outcome_key(seed, p.line, p.production_id))
-        scores.add(out)
+        params = decide(p)
+        out = physics.outcome(p.lot, params, physics.outcome_key(seed, p.line, p.production_id))
+        risk = fault_probability(p.lot, params)
+        scores.add(out, risk)
+        if risks is not None:
+            risks[p.production_id] = risk
         if record is not None:
             record[p.production_id] = out.quality
         if faulted is not None and out.fault is not None:
@@ -237,6 +256,7 @@ class Backtest:
     # each craftsman's replayed quality on every scored production, by production id (for the checks)
     replayed: dict[str, dict[int, float]] = field(default_factory=dict, repr=False)
     replayed_faults: dict[str, set[int]] = field(default_factory=dict, repr=False)  # ... and which faulted
+    replayed_risks: dict[str, dict[int, float]] = field(default_factory=dict, repr=False)  # ... how likely
     # the platform's refusal check and retrain (None: retrain at quarters' ends only, for comparison)
     refusal_rule: refusals.RefusalRule | None = field(default_factory=refusals.RefusalRule)
     retrain_requests: dict[int, list[dt.date]] = field(default_factory=dict, repr=False)
@@ -411,7 +431,7 @@ class Backtest:
     ) -> dict[str, Any]:  # fmt: skip
         line = Scores()
         for p in scored:
-            line.add(p.outcome)
+            line.add(p.outcome, fault_probability(p.lot, p.params))
         policies: dict[str, Scores] = {"line": line}
         policies["oracle"] = _replay(scored, lambda p: physics.optimum(p.lot), self.seed)
         for c in roster(self.crew):
@@ -425,6 +445,7 @@ class Backtest:
                 self.seed,
                 self.replayed.setdefault(c.name, {}),
                 self.replayed_faults.setdefault(c.name, set()),
+                self.replayed_risks.setdefault(c.name, {}),
             )
         means = {name: s.mean() for name, s in policies.items()}
         crew = [c.name for c in roster(self.crew)]
@@ -450,6 +471,12 @@ class Backtest:
                 "best_craftsman": means[best]["fault_rate"],
                 **{n: means[n]["fault_rate"] for n in crew},
             },
+            "expected_fault_rate": {
+                "line": means["line"]["expected_fault_rate"],
+                "oracle": means["oracle"]["expected_fault_rate"],
+                "best_craftsman": means[best]["expected_fault_rate"],
+                **{n: means[n]["expected_fault_rate"] for n in crew},
+            },
             "faults": {
                 "line": line.faults,
                 "oracle": policies["oracle"].faults,
@@ -472,7 +499,7 @@ class Backtest:
             return None
         own = Scores()
         for p in mine:
-            own.add(p.outcome)
+            own.add(p.outcome, fault_probability(p.lot, p.params))
         ours = own.mean()
         theirs = [self.replayed[best][p.production_id] for p in mine]
         their_faults = sum(p.production_id in self.replayed_faults[best] for p in mine)
@@ -480,9 +507,14 @@ class Backtest:
             "lots": own.n,
             "quality": ours["quality"],
             "fault_rate": ours["fault_rate"],
+            "expected_fault_rate": ours["expected_fault_rate"],
             "faults": own.faults,
             "best_craftsman_quality": sum(theirs) / len(theirs),
             "best_craftsman_fault_rate": their_faults / len(mine),
+            "best_craftsman_expected_fault_rate": sum(
+                self.replayed_risks[best][p.production_id] for p in mine
+            )
+            / len(mine),
             "best_craftsman_faults": their_faults,
         }
 
