@@ -21,7 +21,7 @@ from factory_core.rawformat import encode_batch
 from factory_core.store import LocalDirStore
 from factory_sim.channels import build_channels, seq_at, t_of_seq
 from factory_sim.config import NS_PER_S, SimConfig
-from factory_sim.demo.backtest import Backtest, _sample, quarter_starts
+from factory_sim.demo.backtest import Backtest, _sample, fault_probability, quarter_starts
 from factory_sim.history import build_batch
 from factory_sim.productions import productions_table
 
@@ -151,6 +151,26 @@ def test_the_models_own_refusals_and_far_answers_retrain_it_within_the_quarter_a
         later = [p.set_by_code for p in model_set if p.start_ns >= after]
         # the candidate, a newer version, sets the next lots (none left: a retrain on the history's last day)
         assert not later or later[0] > old
+
+
+def test_expected_fault_rates_are_the_settings_true_fault_probabilities_on_the_scored_lots(
+    backtest: Backtest,
+) -> None:
+    """A quarter's fault count is a handful of rare draws; the expected rate is the mean true probability
+    of the settings on the same lots: the line's from its own settings, the oracle's the lowest (the
+    optimum is where both fault scores are zero), the model's own against the best craftsman's."""
+    second = backtest.report["quarters"][1]
+    q2 = int(dt.datetime(2026, 4, 1, tzinfo=dt.UTC).timestamp()) * NS_PER_S
+    q3 = int(dt.datetime(2026, 7, 1, tzinfo=dt.UTC).timestamp()) * NS_PER_S
+    scored = _sample([p for p in backtest.history if q2 <= p.start_ns < q3], 400)
+    expected = second["expected_fault_rate"]
+    line = sum(fault_probability(p.lot, p.params) for p in scored) / len(scored)
+    assert expected["line"] == pytest.approx(line, rel=1e-3)
+    crew = ("anna", "bruno", "carla", "dmitri", "emil")
+    assert all(expected["oracle"] <= expected[name] for name in crew)
+    assert expected["emil"] > 100 * expected["anna"]  # a novice's thumb rule faults where anna does not
+    own = second["model_set"]
+    assert own["expected_fault_rate"] > 0.0 and own["best_craftsman_expected_fault_rate"] > 0.0
 
 
 def test_the_models_own_settings_are_held_against_the_best_craftsman_on_exactly_those_lots(
