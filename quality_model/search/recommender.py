@@ -338,15 +338,17 @@ class Recommender:
         return float(np.sqrt((resid**2).mean())) if len(resid) else math.nan
 
     def nearest_past(self, lot: np.ndarray, setting: np.ndarray) -> np.ndarray:
-        """Indices of the support rows nearest to (lot, setting): the u_k past productions most like it,
-        among the rows of the most similar lots (as `local_error` measures)."""
+        """Indices of the past productions like (lot, setting): of the u_k support rows nearest to it
+        (among the rows of the most similar lots, as `local_error` measures), those within the support
+        distance, the radius inside which the search counts a (lot, setting) as seen."""
         _, near = self.lot_tree.query((lot - self.lot_mean) / self.lot_scale, k=self.k_support)
         near = np.atleast_1d(near)
         a = np.concatenate(
             [(lot - self.lot_mean) / self.lot_scale, (setting - self.par_mean) / self.par_scale]
         )
         d2 = ((self.support_norm[near] - a) ** 2).sum(axis=1)
-        return near[np.argsort(d2, kind="mergesort")[: self.u_k]]
+        order = np.argsort(d2, kind="mergesort")[: self.u_k]
+        return near[order[d2[order] <= self.support_threshold**2]]
 
     def past_faulted(self, lot: np.ndarray, setting: np.ndarray) -> bool:
         """Did a past production like (lot, setting) fault? (True when the artefact holds no evidence.)"""
@@ -356,12 +358,13 @@ class Recommender:
 
     def past_poor(self, lot: np.ndarray, setting: np.ndarray) -> bool:
         """Did the past productions like (lot, setting) realize, on average, less than the low-quality
-        threshold (a fault as 0)? (True when the artefact holds no evidence.)"""
+        threshold (a fault as 0)? (True when the artefact holds no evidence; False when no past production
+        lies within the support distance.)"""
         if self.support_realized is None:
             return True
         realized = self.support_realized[self.nearest_past(lot, setting)]
         realized = realized[np.isfinite(realized)]
-        return len(realized) == 0 or float(realized.mean()) < self.low_quality
+        return len(realized) > 0 and float(realized.mean()) < self.low_quality
 
     def recommend(self, lot_values: tuple[float, float, float, float]) -> Recommendation:
         """Best feasible setting for a lot (moisture, hardness, density, impurity), or NoFeasibleSetting

@@ -152,19 +152,23 @@ def test_a_fault_veto_stands_only_where_a_past_production_like_the_prior_faulted
     model: trainer.TrainedModel,
 ) -> None:
     """Every candidate vetoed (risk threshold 0) on a lot of history itself: with no fault among the past
-    productions most like the prior's setting, the prior is answered; with one, the lot is refused."""
+    productions like the prior's setting (the nearest, within the support distance), the prior is answered;
+    with one, the lot is refused; a fault farther than the support distance is not like it."""
     search = model.metadata["search"]
     lot = tuple(search["support"][0][:4])  # a lot the trees know (distance 0)
     n = len(search["support"])
-    clean = _with_search(model, fault_risk_threshold=0.0, support_faulted=[0] * n)
-    faulted = _with_search(model, fault_risk_threshold=0.0, support_faulted=[1] * n)
+    wide = 1e9  # every one of the nearest past productions lies within this support distance
+    clean = _with_search(model, fault_risk_threshold=0.0, support_faulted=[0] * n, support_threshold=wide)
+    faulted = _with_search(model, fault_risk_threshold=0.0, support_faulted=[1] * n, support_threshold=wide)
+    unlike = _with_search(model, fault_risk_threshold=0.0, support_faulted=[1] * n, support_threshold=1e-9)
     prior = np.clip(clean.prior(np.asarray(lot)), clean.safe_lo, clean.safe_hi)
     for compiled in (True, False):  # the compiled search and the reference search alike
         if not compiled:
-            clean._kernel_args = faulted._kernel_args = None
-        got = clean.recommend(lot)
-        answered = [got.parameters[p] for p in ("temperature", "feed_rate", "pressure")]
-        assert answered == pytest.approx(prior, abs=1e-3)
+            clean._kernel_args = faulted._kernel_args = unlike._kernel_args = None
+        for answering in (clean, unlike):
+            got = answering.recommend(lot)
+            answered = [got.parameters[p] for p in ("temperature", "feed_rate", "pressure")]
+            assert answered == pytest.approx(prior, abs=1e-3)
         with pytest.raises(NoFeasibleSetting, match="a past production like the prior's setting") as no:
             faulted.recommend(lot)
         assert no.value.reason == "no_feasible_setting"
