@@ -379,8 +379,9 @@ class Recommender:
             if out[0] >= 0:
                 params = {_P0: round(out[3], 3), _P1: round(out[4], 3), _P2: round(out[5], 3)}
                 return self._answer(
-                    params, out[6], out[7], out[8], out[1], out[9], out[10], out[11], out[12], lot
-                )
+                    params, out[6], out[7], out[8], out[1], out[9], out[10], out[11], out[12], lot,
+                    prior=out[0] == 0,
+                )  # fmt: skip
             if out[0] == -3:
                 raise self._out_of_support(out[10])
             if out[0] == -1:
@@ -402,6 +403,7 @@ class Recommender:
         return self._answer(
             params, float(res.expected[res.best]), float(res.fault_risk[res.best]), float(res.quality[res.best]),
             len(res.candidates), res.lot_distance, res.leverage, res.uncertainty, res.setting_distance, lot,
+            prior=res.best == 0,
         )  # fmt: skip
 
     def _vetoed(self, lot: np.ndarray, n_cand: int, lot_dist: float, leverage: float) -> Recommendation:
@@ -418,26 +420,31 @@ class Recommender:
         return self._answer(
             params, float(q[0] * (1.0 - r[0])), float(r[0]), float(q[0]), n_cand, lot_dist, leverage,
             self.local_error(lot, cands[0], near), float(self.support_distance(lot, cands[:1], near)[0]),
-            tuple(lot),
+            tuple(lot), prior=True,
         )  # fmt: skip
 
     def _answer(
         self, params: dict[str, float], expected: float, risk: float, quality: float, n_cand: int,
         lot_dist: float, leverage: float, uncertainty: float, setting_dist: float,
-        lot: tuple[float, ...],
+        lot: tuple[float, ...], prior: bool,
     ) -> Recommendation:  # fmt: skip
         """The recommendation, unless the model expects it to be poor where history backs the expectation.
 
         The forward models' quality is evidence only near past productions: where the lot lies inside
-        the trees' support and the chosen setting inside the support of (lot, setting) rows, and where
-        the past productions most like it were poor too. Elsewhere the prior's setting (what the best
-        producers did for such lots) stands; measured with the backtest, refusing there hands the lot
-        to the crew on shift, who do worse (docs/model.md)."""
+        the trees' support and the chosen setting inside the support of (lot, setting) rows. Elsewhere
+        the prior's setting (what the best producers did for such lots) stands; measured with the
+        backtest, refusing there hands the lot to the crew on shift, who do worse (docs/model.md). The
+        prior's own setting is refused only where the past productions like it were poor too; any other
+        candidate is one the trees chose, and their low prediction refuses it (measured: answering such
+        a candidate against the trees set a lot at 0.73 fault probability)."""
         if lot_dist <= self.tree_lot_threshold and setting_dist <= self.support_threshold:
             spread = uncertainty if math.isfinite(uncertainty) else 0.0
             pessimistic = (quality - self.uncertainty_k * spread) * (1.0 - risk)
-            if pessimistic < self.low_quality and self.past_poor(
-                np.asarray(lot, dtype=np.float64), np.array([params[p] for p in PARAM_FEATURES])
+            if pessimistic < self.low_quality and (
+                not prior
+                or self.past_poor(
+                    np.asarray(lot, dtype=np.float64), np.array([params[p] for p in PARAM_FEATURES])
+                )
             ):
                 raise NoFeasibleSetting(
                     f"predicted quality {expected:.1f} (pessimistic {pessimistic:.1f} with uncertainty "
