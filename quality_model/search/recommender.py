@@ -327,13 +327,21 @@ class Recommender:
             cands, r, expected, n_feasible, best, q, lot_dist, leverage, uncertainty, setting_dist
         )
 
-    def local_error(self, lot: np.ndarray, setting: np.ndarray, near: np.ndarray) -> float:
-        """RMS of the out-of-fold residuals of the nearest past fault-free productions to (lot, setting)."""
+    def _by_distance(
+        self, lot: np.ndarray, setting: np.ndarray, near: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The support rows ``near`` ordered by normalized distance to (lot, setting), with their squared
+        distances in that order (ties keep the rows' order)."""
         a = np.concatenate(
             [(lot - self.lot_mean) / self.lot_scale, (setting - self.par_mean) / self.par_scale]
         )
         d2 = ((self.support_norm[near] - a) ** 2).sum(axis=1)
-        resid = self.support_resid[near[np.argsort(d2, kind="mergesort")]]
+        order = np.argsort(d2, kind="mergesort")
+        return near[order], d2[order]
+
+    def local_error(self, lot: np.ndarray, setting: np.ndarray, near: np.ndarray) -> float:
+        """RMS of the out-of-fold residuals of the nearest past fault-free productions to (lot, setting)."""
+        resid = self.support_resid[self._by_distance(lot, setting, near)[0]]
         resid = resid[np.isfinite(resid)][: self.u_k]
         return float(np.sqrt((resid**2).mean())) if len(resid) else math.nan
 
@@ -342,13 +350,8 @@ class Recommender:
         (among the rows of the most similar lots, as `local_error` measures), those within the support
         distance, the radius inside which the search counts a (lot, setting) as seen."""
         _, near = self.lot_tree.query((lot - self.lot_mean) / self.lot_scale, k=self.k_support)
-        near = np.atleast_1d(near)
-        a = np.concatenate(
-            [(lot - self.lot_mean) / self.lot_scale, (setting - self.par_mean) / self.par_scale]
-        )
-        d2 = ((self.support_norm[near] - a) ** 2).sum(axis=1)
-        order = np.argsort(d2, kind="mergesort")[: self.u_k]
-        return near[order[d2[order] <= self.support_threshold**2]]
+        rows, d2 = self._by_distance(lot, setting, np.atleast_1d(near))
+        return rows[: self.u_k][d2[: self.u_k] <= self.support_threshold**2]
 
     def past_faulted(self, lot: np.ndarray, setting: np.ndarray) -> bool:
         """Did a past production like (lot, setting) fault? (True when the artefact holds no evidence.)"""
