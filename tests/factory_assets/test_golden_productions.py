@@ -12,10 +12,22 @@ from pathlib import Path
 
 from dagster import DagsterInstance
 
-from tests.support.golden import load_golden, productions_digests
+from tests.support.golden import column_digests, load_golden, productions_digests, productions_tables
 
 
 def test_production_tables_are_byte_identical_to_the_golden_days(tmp_path: Path) -> None:
     with DagsterInstance.ephemeral() as instance:
-        digests = productions_digests(tmp_path, instance)
-    assert digests == load_golden()
+        tables = productions_tables(tmp_path, instance)
+    golden = load_golden()
+    # Column by column first: a failure names the columns whose values changed, not only the file.
+    changed = {
+        pk: sorted(
+            name for name, digest in column_digests(data).items() if golden["columns"][pk].get(name) != digest
+        )
+        for pk, data in tables.items()
+    }
+    assert {pk: names for pk, names in changed.items() if names} == {}
+    assert {pk: sorted(column_digests(data)) for pk, data in tables.items()} == {
+        pk: sorted(columns) for pk, columns in golden["columns"].items()
+    }
+    assert productions_digests(tables) == golden["partitions"]

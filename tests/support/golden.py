@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import io
 import json
 import sys
 import tempfile
 from pathlib import Path
 
+import polars as pl
 from dagster import DagsterInstance, build_sensor_context, materialize
 
 from factory_assets.production.assets import productions
@@ -45,9 +47,17 @@ def golden_days() -> list[str]:
     return [(first + dt.timedelta(days=i)).isoformat() for i in range(DAYS)]
 
 
-def productions_digests(root: Path, instance: DagsterInstance) -> dict[str, str]:
+def column_digests(parquet: bytes) -> dict[str, str]:
+    """{column: sha256 of its values as CSV text}: says which column changed when the bytes do."""
+    frame = pl.read_parquet(io.BytesIO(parquet))
+    return {
+        name: hashlib.sha256(frame.select(name).write_csv().encode()).hexdigest() for name in frame.columns
+    }
+
+
+def productions_tables(root: Path, instance: DagsterInstance) -> dict[str, bytes]:
     """Write the golden history under `root`, record it with the raw sensor, materialize the
-    productions of every day in one ranged run; {partition: sha256 of its Parquet bytes}."""
+    productions of every day in one ranged run; {partition: its Parquet bytes}."""
     objects = root / "objects"
     argv = ["--days", str(DAYS), "--start-date", FIRST_DAY, "--lines", LINE, "--store", str(objects),
             *HISTORY_ARGS, "--no-progress"]  # fmt: skip
@@ -75,14 +85,15 @@ def productions_digests(root: Path, instance: DagsterInstance) -> dict[str, str]
     )
     assert run.success
     store = LocalDirStore(objects)
-    return {
-        str(line_day_key(LINE, day)): hashlib.sha256(store.get(processed_key(LINE, day))).hexdigest()
-        for day in days
-    }
+    return {str(line_day_key(LINE, day)): store.get(processed_key(LINE, day)) for day in days}
 
 
-def load_golden() -> dict[str, str]:
-    return json.loads(GOLDEN_PATH.read_text())["partitions"]
+def productions_digests(tables: dict[str, bytes]) -> dict[str, str]:
+    return {pk: hashlib.sha256(data).hexdigest() for pk, data in tables.items()}
+
+
+def load_golden() -> dict[str, object]:
+    return json.loads(GOLDEN_PATH.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,12 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write", action="store_true", help=f"write {GOLDEN_PATH}")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, DagsterInstance.ephemeral() as instance:
-        digests = productions_digests(Path(tmp), instance)
+        tables = productions_tables(Path(tmp), instance)
     doc = {
-        "what": "SHA-256 of processed/line=/date=/productions.parquet per partition",
+        "what": (
+            "SHA-256 of processed/line=/date=/productions.parquet per partition (partitions), and of each "
+            "column's values as CSV text (columns: which column changed when the bytes do)"
+        ),
         "history": {"line": LINE, "first_day": FIRST_DAY, "days": DAYS, "args": HISTORY_ARGS},
         "regenerate": ".venv/bin/python -m tests.support.golden --write",
-        "partitions": digests,
+        "partitions": productions_digests(tables),
+        "columns": {pk: column_digests(data) for pk, data in tables.items()},
     }
     text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
     if args.write:
