@@ -240,6 +240,8 @@ def search_arrays(
     lev_limit: float,
     support_resid: np.ndarray,
     u_k: int,
+    support_faulted: np.ndarray,
+    veto_needs_evidence: bool,
     q_cuts: np.ndarray,
     q_cut_lo: np.ndarray,
     q_cut_hi: np.ndarray,
@@ -376,7 +378,8 @@ def search_arrays(
     if prior_first:
         # trust region: the feasible candidate closest to the prior wins (equal distances: the higher
         # predicted quality); the prior itself needs no support check (it is what worked in history)
-        # and its fault veto applies only where the trees have seen such lots
+        # and its fault veto applies only where the trees have seen such lots and, when the model
+        # carries the evidence, only where a past production like the prior's setting faulted
         by_quality = np.argsort(-pred[0], kind="mergesort")
         away = np.empty(n_cand, dtype=np.float64)
         for i in range(n_cand):
@@ -395,7 +398,18 @@ def search_arrays(
             for j in range(n_par):
                 f_rows[j] = _row(f_cuts, f_cut_lo, f_cut_hi, f_row_base, n_lot + j, cands[i, j])
             pred[1, i] = _score(f_mask, f_rows, f_tables, f_values, f_base, f_sigmoid)
-            if pred[1, i] < fault_threshold or (i == 0 and not in_trees):
+            if (
+                pred[1, i] < fault_threshold
+                or (i == 0 and not in_trees)
+                or (
+                    i == 0
+                    and veto_needs_evidence
+                    and not _past_faulted(
+                        0, cands, par_mean, par_scale, near_par, lot_d2, d2, support_faulted, near, u_k,
+                        support_threshold,
+                    )
+                )
+            ):  # fmt: skip
                 n_feasible = 1
                 pred[2, i] = pred[0, i] * (1.0 - pred[1, i])
                 best = i
@@ -462,6 +476,25 @@ def _distances(
         for q in range(k_near):
             diff = row[q] - a
             d2[q] += diff * diff
+
+
+@njit(cache=True)
+def _past_faulted(
+    i: int, cands: np.ndarray, par_mean: np.ndarray, par_scale: np.ndarray, near_par: np.ndarray,
+    lot_d2: np.ndarray, d2: np.ndarray, support_faulted: np.ndarray, near: np.ndarray, u_k: int,
+    support_threshold: float,
+) -> bool:  # fmt: skip
+    """Did a past production like candidate i's (lot, setting) fault: one of the u_k near rows nearest
+    to it that lies within the support distance (Recommender.past_faulted, compiled)?"""
+    _distances(i, cands, par_mean, par_scale, near_par, lot_d2, d2)
+    idx = np.argsort(d2, kind="mergesort")
+    limit = support_threshold * support_threshold
+    for q in idx[:u_k]:
+        if d2[q] > limit:
+            break
+        if support_faulted[near[q]]:
+            return True
+    return False
 
 
 @njit(cache=True)

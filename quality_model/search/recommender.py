@@ -203,6 +203,11 @@ class Recommender:
                     f"got {N_LOT}, {len(PARAM_FEATURES)} and {self.prior_coef.shape}"
                 )
             index = build_lot_index(self.support_lot_norm)
+            faulted_or_none = (
+                np.zeros(len(support), dtype=np.bool_)
+                if self.support_faulted is None
+                else self.support_faulted
+            )  # without evidence the kernel ignores it: the trees' veto stands alone
             self._kernel_args = (
                 self.prior_coef, self.lattice_steps, np.ascontiguousarray(self.step_offsets), PRIOR_STEP,
                 self.safe_lo.astype(np.float64),
@@ -214,6 +219,7 @@ class Recommender:
                 self.k_support, self.fault_threshold, self.support_threshold, self.margin,
                 self.prior_first, self.tree_lot_threshold, np.ascontiguousarray(self.lev_inv), self.lev_limit,
                 np.ascontiguousarray(self.support_resid[index.order]), self.u_k,
+                np.ascontiguousarray(faulted_or_none[index.order]), self.support_faulted is not None,
                 *self.forest.kernel_args(),
             )  # fmt: skip
             # compile (or load from numba's on-disk cache) now, while the model loads, not on the
@@ -299,7 +305,8 @@ class Recommender:
         safe = r < self.fault_threshold
         if self.prior_first:
             supported[0] = True  # the prior is what worked in history: no support check
-            safe[0] = safe[0] or lot_dist > self.tree_lot_threshold  # veto only where the trees know lots
+            # the trees veto the prior only where they know such lots and a past production like it faulted
+            safe[0] = safe[0] or lot_dist > self.tree_lot_threshold or not self.past_faulted(lot, cands[0])
             feasible = supported & safe
             away = np.round((((cands - cands[0]) / self.prior_std) ** 2).sum(axis=1), 9)
             order = np.lexsort((-q, away))  # nearest to the prior first, then the higher quality
@@ -388,7 +395,7 @@ class Recommender:
             if out[0] == -3:
                 raise self._out_of_support(out[10])
             if out[0] == -1:
-                return self._vetoed(np.asarray(lot, dtype=np.float64), out[1], out[9], out[10])
+                raise self._refusal(out[1])
         missing = [name for name, v in zip(LOT_FEATURES, lot, strict=True) if not math.isfinite(v)]
         if missing:  # the API refuses these; a Python caller gets the operator, not a guess
             raise NoFeasibleSetting(
@@ -400,30 +407,12 @@ class Recommender:
         if res.best == -3:
             raise self._out_of_support(res.leverage)
         if res.best < 0:
-            return self._vetoed(np.asarray(lot, dtype=np.float64), len(res.candidates), res.lot_distance,
-                                res.leverage)  # fmt: skip
+            raise self._refusal(len(res.candidates))
         params = {name: round(float(res.candidates[res.best, k]), 3) for k, name in enumerate(PARAM_FEATURES)}
         return self._answer(
             params, float(res.expected[res.best]), float(res.fault_risk[res.best]), float(res.quality[res.best]),
             len(res.candidates), res.lot_distance, res.leverage, res.uncertainty, res.setting_distance, lot,
             prior=res.best == 0,
-        )  # fmt: skip
-
-    def _vetoed(self, lot: np.ndarray, n_cand: int, lot_dist: float, leverage: float) -> Recommendation:
-        """Nothing feasible: the fault model vetoed the prior where the trees know such lots, and no other
-        candidate is supported and safe. The veto stands where a past production like the prior's setting
-        faulted. Elsewhere the trees blur the faults of other settings on such lots over the prior's
-        (measured on the tuning lines' backtests: the prior realized 95 on each lot so refused, the crew
-        on shift faulted or scrapped; docs/model.md), so the prior is answered, with the trees' risk."""
-        cands, near = self.candidates(lot)  # row 0: the prior, within the safety limits
-        if not self.prior_first or self.past_faulted(lot, cands[0]):
-            raise self._refusal(n_cand)
-        q, r = self.predict(lot, cands[:1])
-        params = {name: round(float(cands[0, k]), 3) for k, name in enumerate(PARAM_FEATURES)}
-        return self._answer(
-            params, float(q[0] * (1.0 - r[0])), float(r[0]), float(q[0]), n_cand, lot_dist, leverage,
-            self.local_error(lot, cands[0], near), float(self.support_distance(lot, cands[:1], near)[0]),
-            tuple(lot), prior=True,
         )  # fmt: skip
 
     def _answer(
@@ -474,7 +463,11 @@ class Recommender:
         )
 
     def _refusal(self, n_cand: int) -> NoFeasibleSetting:
-        evidence = ", and a past production like the prior's setting faulted" if self.prior_first else ""
+        evidence = (
+            ", and a past production like the prior's setting faulted"
+            if self.prior_first and self.support_faulted is not None
+            else ""
+        )
         return NoFeasibleSetting(
             f"none of {n_cand} candidate settings is inside the support of history with fault risk "
             f"< {self.fault_threshold}{evidence}"

@@ -167,11 +167,46 @@ def test_a_fault_veto_stands_only_where_a_past_production_like_the_prior_faulted
             clean._kernel_args = faulted._kernel_args = unlike._kernel_args = None
         for answering in (clean, unlike):
             got = answering.recommend(lot)
-            answered = [got.parameters[p] for p in ("temperature", "feed_rate", "pressure")]
+            answered = [got.parameters[p] for p in PARAM_FEATURES]
             assert answered == pytest.approx(prior, abs=1e-3)
         with pytest.raises(NoFeasibleSetting, match="a past production like the prior's setting") as no:
             faulted.recommend(lot)
         assert no.value.reason == "no_feasible_setting"
+
+
+def test_a_fault_veto_without_evidence_answers_the_prior_even_where_another_setting_is_feasible(
+    model: trainer.TrainedModel,
+) -> None:
+    """The risk threshold set between the prior's risk and a lower one of another candidate: the trees veto
+    the prior and another setting passes. With a fault among the past productions like the prior's
+    setting the trees' choice is answered; with none, the prior is (2718 / N3's extra fault: a lot
+    refused because the prior was vetoed on no evidence while a neighbour's setting looked safe)."""
+    search = model.metadata["search"]
+    n = len(search["support"])
+    wide = 1e9  # every candidate is supported, and every one of the nearest productions is like the prior
+    probe = _with_search(model, support_threshold=wide)
+    probe._kernel_args = None
+    for row in search["support"][:50]:
+        lot = tuple(row[:4])
+        risk = probe.search_reference(np.asarray(lot)).fault_risk
+        lower = risk[1:][risk[1:] < risk[0] - 1e-4]
+        if len(lower):
+            break
+    else:
+        pytest.fail("no lot of the first 50 where another candidate is safer than the prior")
+    threshold = float(risk[0] + lower.max()) / 2.0
+    common = {"fault_risk_threshold": threshold, "support_threshold": wide, "low_quality_threshold": -1e9}
+    clean = _with_search(model, support_faulted=[0] * n, **common)
+    faulted = _with_search(model, support_faulted=[1] * n, **common)
+    prior = np.clip(clean.prior(np.asarray(lot)), clean.safe_lo, clean.safe_hi)
+    for compiled in (True, False):  # the compiled search and the reference search alike
+        if not compiled:
+            clean._kernel_args = faulted._kernel_args = None
+        answered = clean.recommend(lot).parameters
+        assert [answered[p] for p in PARAM_FEATURES] == pytest.approx(prior, abs=1e-3)
+        chosen = faulted.recommend(lot)
+        assert [chosen.parameters[p] for p in PARAM_FEATURES] != pytest.approx(prior, abs=1e-3)
+        assert chosen.predicted_fault_risk < threshold
 
 
 def test_a_low_prediction_is_refused_only_where_past_productions_like_it_were_poor(
