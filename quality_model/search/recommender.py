@@ -203,11 +203,12 @@ class Recommender:
                     f"got {N_LOT}, {len(PARAM_FEATURES)} and {self.prior_coef.shape}"
                 )
             index = build_lot_index(self.support_lot_norm)
-            faulted_or_none = (
+            # without evidence (older artefacts) the kernel ignores this array: the trees' veto stands alone
+            faulted = (
                 np.zeros(len(support), dtype=np.bool_)
                 if self.support_faulted is None
                 else self.support_faulted
-            )  # without evidence the kernel ignores it: the trees' veto stands alone
+            )
             self._kernel_args = (
                 self.prior_coef, self.lattice_steps, np.ascontiguousarray(self.step_offsets), PRIOR_STEP,
                 self.safe_lo.astype(np.float64),
@@ -219,7 +220,7 @@ class Recommender:
                 self.k_support, self.fault_threshold, self.support_threshold, self.margin,
                 self.prior_first, self.tree_lot_threshold, np.ascontiguousarray(self.lev_inv), self.lev_limit,
                 np.ascontiguousarray(self.support_resid[index.order]), self.u_k,
-                np.ascontiguousarray(faulted_or_none[index.order]), self.support_faulted is not None,
+                np.ascontiguousarray(faulted[index.order]), self.support_faulted is not None,
                 *self.forest.kernel_args(),
             )  # fmt: skip
             # compile (or load from numba's on-disk cache) now, while the model loads, not on the

@@ -24,9 +24,8 @@ from tests.support.golden import (
     simd_targets,
 )
 
-FLOAT_REL_TOL = (
-    1e-9  # SIMD levels were measured 1.2e-11 apart; one sample more or less moves a feature far more
-)
+# SIMD levels were measured 1.2e-11 apart; one sample more or less moves a feature far more
+FLOAT_REL_TOL = 1e-9
 
 
 def _tables(tmp_path: Path) -> dict[str, bytes]:

@@ -103,8 +103,13 @@ def load_golden() -> dict[str, object]:
     return json.loads(GOLDEN_PATH.read_text())
 
 
+def table_path(partition: str) -> Path:
+    """Where the golden table of a partition ('2026-03-01|L1') is stored."""
+    return TABLES_DIR / f"{partition.split('|')[0]}.parquet"
+
+
 def golden_table(partition: str) -> pl.DataFrame:
-    return pl.read_parquet(TABLES_DIR / f"{partition.split('|')[0]}.parquet")
+    return pl.read_parquet(table_path(partition))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,10 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         GOLDEN_PATH.write_text(text)
         TABLES_DIR.mkdir(exist_ok=True)
         for pk, data in tables.items():
-            frame = pl.read_parquet(data)
-            frame.write_parquet(
-                TABLES_DIR / f"{pk.split('|')[0]}.parquet", compression="zstd", compression_level=22
-            )
+            pl.read_parquet(data).write_parquet(table_path(pk), compression="zstd", compression_level=22)
     sys.stdout.write(text)
     return 0
 
