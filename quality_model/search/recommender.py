@@ -263,12 +263,16 @@ class Recommender:
         row = [1.0, m, h, d, i, m * m, h * h, d * d, i * i, m * h, m * d, m * i, h * d, h * i, d * i]
         return np.dot(row, self.prior_coef)
 
+    def near_lots(self, lot: np.ndarray) -> np.ndarray:
+        """Indices of the support rows of the k_support lots most similar to ``lot`` (nearest first)."""
+        _, idx = self.lot_tree.query((lot - self.lot_mean) / self.lot_scale, k=self.k_support)
+        return np.atleast_1d(idx)
+
     def candidates(self, lot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bounded candidate settings (k x 3, row 0 = the prior) clipped to the safety limits, and the
         indices of the support rows of the most similar lots."""
         centre = self.prior(lot)
-        _, idx = self.lot_tree.query((lot - self.lot_mean) / self.lot_scale, k=self.k_support)
-        idx = np.atleast_1d(idx)
+        idx = self.near_lots(lot)
         neighbours = self.support_params[idx[: self.k_neighbours]]
         cands = np.vstack([centre[None, :], centre + self.lattice, neighbours])
         return np.clip(cands, self.safe_lo, self.safe_hi), idx
@@ -307,7 +311,9 @@ class Recommender:
         if self.prior_first:
             supported[0] = True  # the prior is what worked in history: no support check
             # the trees veto the prior only where they know such lots and a past production like it faulted
-            safe[0] = safe[0] or lot_dist > self.tree_lot_threshold or not self.past_faulted(lot, cands[0])
+            safe[0] = (
+                safe[0] or lot_dist > self.tree_lot_threshold or not self.past_faulted(lot, cands[0], near)
+            )
             feasible = supported & safe
             away = np.round((((cands - cands[0]) / self.prior_std) ** 2).sum(axis=1), 9)
             order = np.lexsort((-q, away))  # nearest to the prior first, then the higher quality
@@ -353,19 +359,23 @@ class Recommender:
         resid = resid[np.isfinite(resid)][: self.u_k]
         return float(np.sqrt((resid**2).mean())) if len(resid) else math.nan
 
-    def nearest_past(self, lot: np.ndarray, setting: np.ndarray) -> np.ndarray:
+    def nearest_past(
+        self, lot: np.ndarray, setting: np.ndarray, near: np.ndarray | None = None
+    ) -> np.ndarray:
         """Indices of the past productions like (lot, setting): of the u_k support rows nearest to it
         (among the rows of the most similar lots, as `local_error` measures), those within the support
-        distance, the radius inside which the search counts a (lot, setting) as seen."""
-        _, near = self.lot_tree.query((lot - self.lot_mean) / self.lot_scale, k=self.k_support)
-        rows, d2 = self._by_distance(lot, setting, np.atleast_1d(near))
+        distance, the radius inside which the search counts a (lot, setting) as seen. ``near``: those
+        rows when the caller has them already (`candidates` returns them), else `near_lots`."""
+        if near is None:
+            near = self.near_lots(lot)
+        rows, d2 = self._by_distance(lot, setting, near)
         return rows[: self.u_k][d2[: self.u_k] <= self.support_threshold**2]
 
-    def past_faulted(self, lot: np.ndarray, setting: np.ndarray) -> bool:
+    def past_faulted(self, lot: np.ndarray, setting: np.ndarray, near: np.ndarray | None = None) -> bool:
         """Did a past production like (lot, setting) fault? (True when the artefact holds no evidence.)"""
         if self.support_faulted is None:
             return True
-        return bool(self.support_faulted[self.nearest_past(lot, setting)].any())
+        return bool(self.support_faulted[self.nearest_past(lot, setting, near)].any())
 
     def past_poor(self, lot: np.ndarray, setting: np.ndarray) -> bool:
         """Did the past productions like (lot, setting) realize, on average, less than the low-quality
